@@ -1,1 +1,20 @@
-fn main() {}
+//! `scopewatch`: the command line. Parsing lives in `cli`, each verb in
+//! `commands`; the work itself is in the library crates.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match commands::run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("scopewatch: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -73,7 +73,10 @@ impl Perms {
 
     /// The bit for one letter, if it is one of `cruds`.
     pub fn from_letter(c: char) -> Option<Perms> {
-        Perms::LETTERS.iter().find(|(l, _)| *l == c).map(|(_, p)| *p)
+        Perms::LETTERS
+            .iter()
+            .find(|(l, _)| *l == c)
+            .map(|(_, p)| *p)
     }
 
     pub fn bits(self) -> u8 {
@@ -151,6 +154,9 @@ mod tests {
         assert_eq!(Perms::WRITE.letters(), "cud");
         assert_eq!(Perms::ALL.letters(), "cruds");
         assert_eq!(Perms::NONE.letters(), "");
-        assert_eq!(Perms::READ.iter().collect::<Vec<_>>(), vec![Perms::R, Perms::S]);
+        assert_eq!(
+            Perms::READ.iter().collect::<Vec<_>>(),
+            vec![Perms::R, Perms::S]
+        );
     }
 }

@@ -154,8 +154,13 @@ pub const R4_RESOURCE_TYPES: &[&str] = &[
 
 /// The resource types that define a compartment in R4; a path such as
 /// `Patient/1/Observation` is a compartment search only under one of these.
-pub const R4_COMPARTMENT_TYPES: &[&str] =
-    &["Device", "Encounter", "Patient", "Practitioner", "RelatedPerson"];
+pub const R4_COMPARTMENT_TYPES: &[&str] = &[
+    "Device",
+    "Encounter",
+    "Patient",
+    "Practitioner",
+    "RelatedPerson",
+];
 
 /// Whether `name` is an R4 resource type (case-sensitive, as FHIR is).
 pub fn is_r4_resource_type(name: &str) -> bool {
@@ -171,9 +176,13 @@ mod tests {
         let mut sorted = R4_RESOURCE_TYPES.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        assert_eq!(sorted, R4_RESOURCE_TYPES, "must stay sorted and unique for binary search");
-        // R4 4.0.1 defines 145 resource types.
-        assert_eq!(R4_RESOURCE_TYPES.len(), 145);
+        assert_eq!(
+            sorted, R4_RESOURCE_TYPES,
+            "must stay sorted and unique for binary search"
+        );
+        // R4 4.0.1's ResourceType value set has 148 codes; Resource and
+        // DomainResource are abstract and never appear in a URL.
+        assert_eq!(R4_RESOURCE_TYPES.len(), 146);
         assert!(is_r4_resource_type("Observation"));
         assert!(!is_r4_resource_type("observation"));
         assert!(!is_r4_resource_type("metadata"));

@@ -1,0 +1,97 @@
+//! The command-line grammar. Every command that touches data takes `--data`
+//! and `--config`; machine-readable output is JSON, one object per line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Watches a SMART-on-FHIR app ecosystem from its logs: which scopes every
+/// app was approved, requested, granted and actually used.
+///
+/// Exit status: 0 when the command did its work (and a check passed), 1 when
+/// a check found a problem (invalid registry, input that is not a scope), 2
+/// when the command could not run (bad arguments, unreadable files).
+#[derive(Debug, Parser)]
+#[command(name = "scopewatch", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Data directory: the lake, checkpoints and state [default: ./scopewatch-data,
+    /// or `data_dir` from the config]
+    #[arg(long, global = true, env = "SCOPEWATCH_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Configuration file (scopewatch.toml)
+    #[arg(long, global = true, env = "SCOPEWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Explain, check and minimise SMART scopes
+    #[command(subcommand)]
+    Scopes(ScopesCommand),
+    /// Validate the app registry
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScopesCommand {
+    /// Print what each scope means: one JSON object per scope with `input`,
+    /// `valid`, `kind`, `version`, `context`, `resource`, `permissions`,
+    /// `filter`, `normalised` and `error`
+    Explain {
+        /// Scopes, each an argument or several in one space-separated argument
+        #[arg(required = true, value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// Decide whether granted scopes allow one FHIR request
+    Check {
+        /// The token's scopes, space-separated
+        #[arg(long, value_name = "SCOPES")]
+        granted: String,
+        /// The request: "METHOD PATH[?QUERY]", e.g. "GET /fhir/Observation?patient=1"
+        #[arg(long, value_name = "REQUEST")]
+        request: String,
+        /// FHIR base path prefix, e.g. /fhir/r4 or /fhir/{tenant} [default: from
+        /// the config, else the first R4 resource type in the path starts the request]
+        #[arg(long, value_name = "PREFIX")]
+        base: Option<String>,
+        /// Judge the call in this context instead of inferring it from the grants
+        #[arg(long, value_enum)]
+        context: Option<ContextArg>,
+        /// For a batch or transaction: the Bundle (JSON file) whose entries are judged one by one
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+    },
+    /// Print the smallest scope set that covers a list of uses (least privilege)
+    #[command(alias = "minimize")]
+    Minimise {
+        /// Permissions used, e.g. "patient/Observation.r patient/Observation.s launch"
+        #[arg(long, required = true, num_args = 1.., value_name = "REQUIRED")]
+        used: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ContextArg {
+    Patient,
+    User,
+    System,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Validate a registry file; prints a JSON summary, exits 1 on problems
+    Check {
+        /// The registry TOML [default: `registry` from the config]
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
