@@ -9,7 +9,7 @@ use scopewatch_model::config::Config;
 use scopewatch_model::registry::{Registry, RegistryError};
 use scopewatch_model::request::{bundle_entries, classify, FhirBase, Interaction, RequestNeed};
 use scopewatch_model::scope::{
-    covers, infer_context, minimise, parse_scope_list, Coverage, Required, Scope,
+    covers, infer_context, minimise, parse_scope_list, Coverage, Scope,
 };
 use scopewatch_model::Context;
 use serde_json::{json, Value};
@@ -147,11 +147,7 @@ fn judge(granted: &[Scope], need: &RequestNeed, context: Option<Context>) -> Val
     let names_patient = need.patient.is_some() || need.compartment.is_some();
     let context = context
         .unwrap_or_else(|| infer_context(granted, n.resource.as_deref(), n.perms, names_patient));
-    let required = Required {
-        context,
-        resource: n.resource.clone(),
-        perms: n.perms,
-    };
+    let required = n.required(context);
     let query = (need.interaction == Interaction::Search).then_some(need.query.as_slice());
     let coverage = covers(granted, &required, query);
     let by: Vec<String> = coverage

@@ -15,6 +15,7 @@ use std::fmt;
 use percent_encoding::percent_decode_str;
 
 use crate::perms::{Context, Perms};
+use crate::scope::Required;
 use crate::resource_types::{is_r4_resource_type, R4_COMPARTMENT_TYPES, R4_RESOURCE_TYPES};
 
 /// A FHIR RESTful interaction, as recorded in the access stream.
@@ -142,9 +143,14 @@ impl Need {
         self.resource.as_deref().unwrap_or("*")
     }
 
-    /// The SMART v2 scope for this need in `context`, e.g. `patient/Observation.rs`.
-    pub fn to_scope(&self, context: Context) -> String {
-        format!("{context}/{self}")
+    /// This need in `context`: a SMART v2 permission such as
+    /// `patient/Observation.rs` (its `Display`).
+    pub fn required(&self, context: Context) -> Required {
+        Required {
+            context,
+            resource: self.resource.clone(),
+            perms: self.perms,
+        }
     }
 }
 
@@ -184,8 +190,8 @@ pub struct RequestNeed {
 
 impl RequestNeed {
     /// The SMART v2 scope this call needs in `context`, if it needs one.
-    pub fn required_scope(&self, context: Context) -> Option<String> {
-        self.need.as_ref().map(|n| n.to_scope(context))
+    pub fn required_scope(&self, context: Context) -> Option<Required> {
+        self.need.as_ref().map(|n| n.required(context))
     }
 }
 
@@ -1140,9 +1146,9 @@ mod tests {
     fn need_renders_as_scope() {
         let n = Need::new(Some("Observation"), Perms::READ);
         assert_eq!(n.to_string(), "Observation.rs");
-        assert_eq!(n.to_scope(Context::Patient), "patient/Observation.rs");
+        assert_eq!(n.required(Context::Patient).to_string(), "patient/Observation.rs");
         assert_eq!(
-            Need::new(None, Perms::S).to_scope(Context::System),
+            Need::new(None, Perms::S).required(Context::System).to_string(),
             "system/*.s"
         );
     }
