@@ -1,1 +1,7 @@
-//! placeholder
+//! Ingest: tails the authorization server's and the gateway's logs (and
+//! takes pushed NDJSON), turns each line into `auth` or `access` events
+//! through a format adapter, pseudonymises patient and user ids and reduces
+//! tokens to ids, and writes the events into the Parquet lake with
+//! checkpoints that advance only once the data is durable.
+//!
+//! The event types and their Arrow schema come from `scopewatch_model::events`.
