@@ -5,3 +5,4 @@
 //! checkpoints that advance only once the data is durable.
 //!
 //! The event types and their Arrow schema come from `scopewatch_model::events`.
+pub mod lake;

@@ -1,0 +1,620 @@
+//! The lake writer: events buffered into Arrow batches per stream and day,
+//! written as zstd Parquet under `<data>/lake/<stream>/date=YYYY-MM-DD/`.
+//!
+//! Exactly-once rests on one journal, `<data>/state/journal.json`, written
+//! aside, fsynced and renamed. A commit goes:
+//!
+//! 1. every new Parquet file is written as `part-<seq>-<n>.parquet.tmp` and fsynced;
+//! 2. the journal is replaced by one naming those files, the source
+//!    checkpoint that covers exactly their lines, and the dead-letter length;
+//! 3. the files are renamed into place and their folders fsynced.
+//!
+//! A crash before 2 leaves orphan `.tmp` files (deleted on restart) and the
+//! old checkpoint, so the lines are read again. A crash after 2 is rolled
+//! forward on restart: the fsynced `.tmp` files are renamed. Either way each
+//! line lands once. A reader never sees a `.tmp` (the glob is `*.parquet`).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use scopewatch_model::events::{
+    AccessBatchBuilder, AccessEvent, AuthBatchBuilder, AuthEvent, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+/// The journal format this build writes and reads.
+pub const JOURNAL_VERSION: u32 = 1;
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// When a buffered file is closed and committed.
+#[derive(Debug, Clone)]
+pub struct LakeConfig {
+    /// Commit once this many events are buffered.
+    pub max_rows: usize,
+    /// Commit once the oldest buffered event waited this long; keeps a tailed
+    /// event queryable within about two seconds.
+    pub max_age: Duration,
+    /// zstd level of the Parquet pages.
+    pub zstd_level: i32,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            max_rows: 200_000,
+            max_age: Duration::from_millis(1000),
+            zstd_level: 3,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("{doing} {path}: {source}")]
+    Io {
+        doing: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing Parquet {path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("journal {path}: {message}; the data directory may be from another version or damaged: move it aside, or restore it from a backup")]
+    Journal { path: PathBuf, message: String },
+}
+
+impl LakeError {
+    /// True when the failure is the disk being full: the caller pauses and
+    /// retries the same commit instead of giving up.
+    pub fn is_disk_full(&self) -> bool {
+        let io_err = match self {
+            LakeError::Io { source, .. } => Some(source),
+            LakeError::Parquet {
+                source: parquet::errors::ParquetError::External(e),
+                ..
+            } => e.downcast_ref::<io::Error>(),
+            _ => None,
+        };
+        if let Some(e) = io_err {
+            return e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull;
+        }
+        // parquet wraps some IO errors as General strings
+        matches!(self, LakeError::Parquet { source, .. } if source.to_string().contains("No space left"))
+    }
+}
+
+fn io_err<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LakeError + 'a {
+    move |source| LakeError::Io {
+        doing,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What the journal holds between commits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    /// Sequence number of the last commit; file names carry it.
+    pub seq: u64,
+    /// Files of the last commit: (`.tmp` path, final path), relative to the lake.
+    pub pending: Vec<(String, String)>,
+    /// The sources' positions after the lines of this commit (opaque JSON
+    /// owned by the tailer).
+    pub checkpoint: serde_json::Value,
+    /// Committed length of each dead-letter file (relative path -> bytes);
+    /// longer files are cut back on restart so a re-read line is not
+    /// dead-lettered twice.
+    #[serde(default)]
+    pub dead_letters: BTreeMap<String, u64>,
+}
+
+/// A stream's buffered rows for one UTC day.
+enum Buffer {
+    Auth(AuthBatchBuilder),
+    Access(AccessBatchBuilder),
+}
+
+/// Buffers events and commits them with their checkpoint.
+pub struct LakeWriter {
+    data_dir: PathBuf,
+    lake: PathBuf,
+    journal_path: PathBuf,
+    config: LakeConfig,
+    props: WriterProperties,
+    journal: Journal,
+    buffers: BTreeMap<(&'static str, i64), Buffer>,
+    rows: usize,
+    oldest: Option<Instant>,
+}
+
+impl std::fmt::Debug for LakeWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeWriter")
+            .field("lake", &self.lake)
+            .field("seq", &self.journal.seq)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// What one commit wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub files: usize,
+    pub auth_rows: usize,
+    pub access_rows: usize,
+}
+
+impl LakeWriter {
+    /// Opens the lake under `data_dir`, finishing or discarding whatever a
+    /// crash left half done. The recovered journal's checkpoint is where the
+    /// sources resume.
+    pub fn open(data_dir: &Path, config: LakeConfig) -> Result<LakeWriter, LakeError> {
+        let lake = data_dir.join("lake");
+        let state = data_dir.join("state");
+        for dir in [&lake, &state] {
+            fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        }
+        let journal_path = state.join("journal.json");
+        let journal = match fs::read(&journal_path) {
+            Ok(bytes) => {
+                let j: Journal =
+                    serde_json::from_slice(&bytes).map_err(|e| LakeError::Journal {
+                        path: journal_path.clone(),
+                        message: format!("not a journal ({e})"),
+                    })?;
+                if j.version != JOURNAL_VERSION {
+                    return Err(LakeError::Journal {
+                        path: journal_path.clone(),
+                        message: format!(
+                            "journal version {} (this build reads {JOURNAL_VERSION})",
+                            j.version
+                        ),
+                    });
+                }
+                j
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Journal {
+                version: JOURNAL_VERSION,
+                ..Journal::default()
+            },
+            Err(e) => return Err(io_err("reading", &journal_path)(e)),
+        };
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(config.zstd_level).unwrap_or_default(),
+            ))
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_max_row_group_row_count(Some(128 * 1024))
+            .build();
+        let mut writer = LakeWriter {
+            data_dir: data_dir.to_path_buf(),
+            lake,
+            journal_path,
+            config,
+            props,
+            journal,
+            buffers: BTreeMap::new(),
+            rows: 0,
+            oldest: None,
+        };
+        writer.recover()?;
+        Ok(writer)
+    }
+
+    /// Rolls the last journaled commit forward and removes orphans.
+    fn recover(&mut self) -> Result<(), LakeError> {
+        let mut dirs = Vec::new();
+        for (tmp, fin) in &self.journal.pending {
+            let (tmp, fin) = (self.lake.join(tmp), self.lake.join(fin));
+            if tmp.exists() {
+                fs::rename(&tmp, &fin).map_err(io_err("renaming", &tmp))?;
+                dirs.push(fin.parent().unwrap_or(&self.lake).to_path_buf());
+            } else if !fin.exists() {
+                return Err(LakeError::Journal {
+                    path: self.journal_path.clone(),
+                    message: format!(
+                        "committed file {} is missing (neither it nor its .tmp exists)",
+                        fin.display()
+                    ),
+                });
+            }
+        }
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        // Orphans: files written by a commit that never reached the journal.
+        for stream in [AuthEvent::STREAM, AccessEvent::STREAM] {
+            let Ok(days) = fs::read_dir(self.lake.join(stream)) else {
+                continue;
+            };
+            for day in days.flatten() {
+                let Ok(files) = fs::read_dir(day.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    if f.file_name().to_string_lossy().ends_with(".parquet.tmp") {
+                        fs::remove_file(f.path()).map_err(io_err("removing orphan", &f.path()))?;
+                    }
+                }
+            }
+        }
+        // Dead letters written after the last commit describe lines that
+        // will be read again: cut them off.
+        for (rel, len) in &self.journal.dead_letters {
+            let path = self.data_dir.join(rel);
+            if let Ok(meta) = fs::metadata(&path) {
+                if meta.len() > *len {
+                    let f = fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io_err("opening", &path))?;
+                    f.set_len(*len).map_err(io_err("truncating", &path))?;
+                    f.sync_all().map_err(io_err("syncing", &path))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checkpoint of the last durable commit (`null` on a new lake).
+    pub fn checkpoint(&self) -> &serde_json::Value {
+        &self.journal.checkpoint
+    }
+
+    /// Committed dead-letter lengths, as recovered.
+    pub fn dead_letter_lengths(&self) -> &BTreeMap<String, u64> {
+        &self.journal.dead_letters
+    }
+
+    pub fn lake_dir(&self) -> &Path {
+        &self.lake
+    }
+
+    /// Buffered, uncommitted events.
+    pub fn buffered_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// True when the buffer is full or old enough to commit.
+    pub fn should_commit(&self) -> bool {
+        self.rows >= self.config.max_rows
+            || self
+                .oldest
+                .is_some_and(|t| t.elapsed() >= self.config.max_age)
+    }
+
+    fn touch(&mut self) {
+        self.rows += 1;
+        self.oldest.get_or_insert_with(Instant::now);
+    }
+
+    pub fn push_auth(&mut self, event: &AuthEvent) {
+        let day = event.ts.0.div_euclid(MICROS_PER_DAY);
+        match self
+            .buffers
+            .entry((AuthEvent::STREAM, day))
+            .or_insert_with(|| Buffer::Auth(AuthBatchBuilder::with_capacity(4096)))
+        {
+            Buffer::Auth(b) => b.push(event),
+            Buffer::Access(_) => unreachable!("keyed by stream"),
+        }
+        self.touch();
+    }
+
+    pub fn push_access(&mut self, event: &AccessEvent) {
+        let day = event.ts.0.div_euclid(MICROS_PER_DAY);
+        match self
+            .buffers
+            .entry((AccessEvent::STREAM, day))
+            .or_insert_with(|| Buffer::Access(AccessBatchBuilder::with_capacity(4096)))
+        {
+            Buffer::Access(b) => b.push(event),
+            Buffer::Auth(_) => unreachable!("keyed by stream"),
+        }
+        self.touch();
+    }
+
+    /// Takes the buffered rows as batches, one per stream and day.
+    pub fn take_batches(&mut self) -> Vec<(&'static str, String, RecordBatch)> {
+        let buffers = std::mem::take(&mut self.buffers);
+        self.rows = 0;
+        self.oldest = None;
+        buffers
+            .into_iter()
+            .map(|((stream, day), buffer)| {
+                let date = Timestamp(day * MICROS_PER_DAY).date_string();
+                let batch = match buffer {
+                    Buffer::Auth(mut b) => b.finish(),
+                    Buffer::Access(mut b) => b.finish(),
+                };
+                (stream, date, batch)
+            })
+            .collect()
+    }
+
+    /// Makes `batches` durable together with `checkpoint` and the dead-letter
+    /// lengths. On error nothing is visible and the journal is unchanged; the
+    /// same call may be retried (for example once disk space returns).
+    pub fn commit_batches(
+        &mut self,
+        batches: &[(&'static str, String, RecordBatch)],
+        checkpoint: serde_json::Value,
+        dead_letters: BTreeMap<String, u64>,
+    ) -> Result<CommitStats, LakeError> {
+        let seq = self.journal.seq + 1;
+        let mut pending = Vec::new();
+        let mut stats = CommitStats::default();
+        let result = (|| {
+            for (n, (stream, date, batch)) in batches.iter().enumerate() {
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                let dir_rel = format!("{stream}/date={date}");
+                let dir = self.lake.join(&dir_rel);
+                fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+                let name = format!("part-{seq:012}-{n:03}.parquet");
+                let tmp_rel = format!("{dir_rel}/{name}.tmp");
+                let tmp = self.lake.join(&tmp_rel);
+                // Registered before writing so a failure cleans it up.
+                pending.push((tmp_rel, format!("{dir_rel}/{name}")));
+                self.write_parquet(&tmp, batch)?;
+                if *stream == AuthEvent::STREAM {
+                    stats.auth_rows += batch.num_rows();
+                } else {
+                    stats.access_rows += batch.num_rows();
+                }
+                stats.files += 1;
+            }
+            let journal = Journal {
+                version: JOURNAL_VERSION,
+                seq,
+                pending: pending.clone(),
+                checkpoint,
+                dead_letters,
+            };
+            write_atomic(
+                &self.journal_path,
+                &serde_json::to_vec(&journal).expect("journal serialises"),
+            )?;
+            Ok(journal)
+        })();
+        let journal = match result {
+            Ok(j) => j,
+            Err(e) => {
+                for (tmp, _) in &pending {
+                    let _ = fs::remove_file(self.lake.join(tmp));
+                }
+                return Err(e);
+            }
+        };
+        // The commit point has passed: from here a failure is finished by
+        // recovery at the next start, so renames are best effort now.
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (tmp, fin) in &journal.pending {
+            let (tmp, fin) = (self.lake.join(tmp), self.lake.join(fin));
+            fs::rename(&tmp, &fin).map_err(io_err("renaming", &tmp))?;
+            let dir = fin.parent().unwrap_or(&self.lake).to_path_buf();
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        for dir in &dirs {
+            sync_dir(dir)?;
+        }
+        self.journal = journal;
+        Ok(stats)
+    }
+
+    /// Commits everything buffered with `checkpoint`.
+    pub fn commit(
+        &mut self,
+        checkpoint: serde_json::Value,
+        dead_letters: BTreeMap<String, u64>,
+    ) -> Result<CommitStats, LakeError> {
+        let batches = self.take_batches();
+        self.commit_batches(&batches, checkpoint, dead_letters)
+    }
+
+    fn write_parquet(&self, path: &Path, batch: &RecordBatch) -> Result<(), LakeError> {
+        let file = File::create(path).map_err(io_err("creating", path))?;
+        let parquet_err = |source| LakeError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))
+            .map_err(parquet_err)?;
+        w.write(batch).map_err(parquet_err)?;
+        let file = w.into_inner().map_err(parquet_err)?;
+        file.sync_all().map_err(io_err("syncing", path))?;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` atomically: aside, fsync, rename, fsync the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    f.write_all(bytes).map_err(io_err("writing", &tmp))?;
+    f.sync_all().map_err(io_err("syncing", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err("renaming", &tmp))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LakeError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing folder", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use scopewatch_model::events::{AuthKind, AuthOutcome, Env};
+
+    fn event(id: &str, ts: &str) -> AuthEvent {
+        AuthEvent {
+            event_id: id.into(),
+            ts: Timestamp::parse_rfc3339(ts).unwrap(),
+            tenant: "north".into(),
+            env: Env::Prod,
+            kind: AuthKind::Token,
+            outcome: AuthOutcome::Success,
+            error: None,
+            client_id: Some("app".into()),
+            app_version: None,
+            user: None,
+            session_id: None,
+            patient: None,
+            encounter: None,
+            scopes_requested: None,
+            scopes_granted: None,
+            grant_type: None,
+            token_id: None,
+            refresh_token_id: None,
+            parent_token_id: None,
+            expires_at: None,
+            ip: None,
+            user_agent: None,
+            source: "t".into(),
+            source_file: None,
+            source_offset: None,
+        }
+    }
+
+    /// Every event id in the lake's auth stream, by walking the folders.
+    fn lake_ids(data: &Path) -> Vec<String> {
+        let mut ids = Vec::new();
+        let auth = data.join("lake/auth");
+        let Ok(days) = fs::read_dir(&auth) else { return ids };
+        for day in days.flatten() {
+            for f in fs::read_dir(day.path()).unwrap().flatten() {
+                if !f.file_name().to_string_lossy().ends_with(".parquet") {
+                    continue;
+                }
+                let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f.path()).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                for batch in reader {
+                    for e in AuthEvent::from_batch(&batch.unwrap()).unwrap() {
+                        ids.push(e.event_id);
+                    }
+                }
+            }
+        }
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn commits_partition_by_day_and_carry_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        assert!(w.checkpoint().is_null());
+        w.push_auth(&event("a", "2026-11-22T23:59:59Z"));
+        w.push_auth(&event("b", "2026-11-23T00:00:00Z"));
+        let stats = w.commit(serde_json::json!({"pos": 2}), BTreeMap::new()).unwrap();
+        assert_eq!(stats, CommitStats { files: 2, auth_rows: 2, access_rows: 0 });
+        assert!(dir.path().join("lake/auth/date=2026-11-22").is_dir());
+        assert!(dir.path().join("lake/auth/date=2026-11-23").is_dir());
+        drop(w);
+        let w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        assert_eq!(w.checkpoint(), &serde_json::json!({"pos": 2}));
+        assert_eq!(lake_ids(dir.path()), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_crash_after_the_journal_is_rolled_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        w.push_auth(&event("a", "2026-11-22T10:00:00Z"));
+        w.commit(serde_json::json!(1), BTreeMap::new()).unwrap();
+        // Put the lake back in the state a crash between the journal and
+        // the rename leaves: the journaled file still under its .tmp name.
+        let (tmp, fin) = w.journal.pending[0].clone();
+        fs::rename(dir.path().join("lake").join(&fin), dir.path().join("lake").join(&tmp)).unwrap();
+        drop(w);
+        assert!(lake_ids(dir.path()).is_empty());
+        let w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        assert_eq!(w.checkpoint(), &serde_json::json!(1));
+        assert_eq!(lake_ids(dir.path()), vec!["a"]);
+    }
+
+    #[test]
+    fn a_crash_before_the_journal_leaves_nothing_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        w.push_auth(&event("a", "2026-11-22T10:00:00Z"));
+        w.commit(serde_json::json!(1), BTreeMap::new()).unwrap();
+        // A second commit that wrote its file but died before the journal.
+        w.push_auth(&event("b", "2026-11-22T10:00:01Z"));
+        let batches = w.take_batches();
+        let orphan = dir.path().join("lake/auth/date=2026-11-22/part-000000000002-000.parquet.tmp");
+        w.write_parquet(&orphan, &batches[0].2).unwrap();
+        drop(w);
+        let w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        assert!(!orphan.exists(), "orphan removed");
+        assert_eq!(w.checkpoint(), &serde_json::json!(1), "checkpoint did not move");
+        assert_eq!(lake_ids(dir.path()), vec!["a"]);
+    }
+
+    #[test]
+    fn dead_letters_after_the_last_commit_are_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let dl = dir.path().join("deadletter/2026-11-22.ndjson");
+        fs::create_dir_all(dl.parent().unwrap()).unwrap();
+        fs::write(&dl, "committed\n").unwrap();
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        let lengths = BTreeMap::from([("deadletter/2026-11-22.ndjson".to_string(), 10u64)]);
+        w.commit(serde_json::json!(1), lengths).unwrap();
+        fs::write(&dl, "committed\nuncommitted\n").unwrap();
+        drop(w);
+        let _w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        assert_eq!(fs::read_to_string(&dl).unwrap(), "committed\n");
+    }
+
+    #[test]
+    fn a_failed_commit_changes_nothing_and_can_be_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        w.push_auth(&event("a", "2026-11-22T10:00:00Z"));
+        let batches = w.take_batches();
+        // Make the partition folder impossible to create: a file in its place.
+        fs::create_dir_all(dir.path().join("lake/auth")).unwrap();
+        fs::write(dir.path().join("lake/auth/date=2026-11-22"), "not a folder").unwrap();
+        assert!(w.commit_batches(&batches, serde_json::json!(1), BTreeMap::new()).is_err());
+        assert!(w.checkpoint().is_null());
+        fs::remove_file(dir.path().join("lake/auth/date=2026-11-22")).unwrap();
+        w.commit_batches(&batches, serde_json::json!(1), BTreeMap::new()).unwrap();
+        assert_eq!(lake_ids(dir.path()), vec!["a"]);
+    }
+
+    #[test]
+    fn an_unknown_journal_version_stops_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("state")).unwrap();
+        fs::write(
+            dir.path().join("state/journal.json"),
+            r#"{"version":99,"seq":1,"pending":[],"checkpoint":null}"#,
+        )
+        .unwrap();
+        let err = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap_err().to_string();
+        assert!(err.contains("journal version 99"), "{err}");
+    }
+}
