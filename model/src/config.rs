@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::events::Env;
 use crate::request::FhirBase;
 
 /// The data directory used when neither `--data` nor the config names one.
@@ -27,6 +28,91 @@ pub struct ConfigFile {
     /// Scope analysis settings.
     #[serde(default)]
     pub analysis: AnalysisSection,
+    /// How ingest writes the lake.
+    #[serde(default)]
+    pub ingest: IngestSection,
+    /// The logs to read, one `[[source]]` table each.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceSection>,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    /// Close a Parquet file once it holds this many events.
+    #[serde(default = "default_max_rows")]
+    pub max_rows_per_file: usize,
+    /// Close a Parquet file once its oldest event waited this long, so a
+    /// tailed event is queryable within about two seconds.
+    #[serde(default = "default_max_age_ms")]
+    pub max_file_age_ms: u64,
+    /// Longer lines are cut to this size and dead-lettered.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// The pseudonymisation key (hex or base64, at least 32 bytes). Absent:
+    /// `<data>/state/pseudonym.key`, created on first run. Prefer the
+    /// `SCOPEWATCH_PSEUDONYM_KEY` environment variable to a key in a file.
+    pub pseudonym_key: Option<String>,
+    /// Address for the Prometheus `/metrics` endpoint of `scopewatch ingest`,
+    /// e.g. `127.0.0.1:9898`. Absent: no endpoint.
+    pub metrics_listen: Option<String>,
+}
+
+fn default_max_rows() -> usize {
+    200_000
+}
+fn default_max_age_ms() -> u64 {
+    1_000
+}
+fn default_max_line_bytes() -> usize {
+    1 << 20
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            max_rows_per_file: default_max_rows(),
+            max_file_age_ms: default_max_age_ms(),
+            max_line_bytes: default_max_line_bytes(),
+            pseudonym_key: None,
+            metrics_listen: None,
+        }
+    }
+}
+
+/// `[[source]]`: one log to follow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// A short unique name (letters, digits, `-`, `_`); it is part of every
+    /// event id, so renaming a source re-reads its files as new.
+    pub name: String,
+    /// The log format: `scopewatch` (the canonical NDJSON) or an adapter name.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Files, folders or globs (`*`, `?` in the last component); relative
+    /// paths are relative to the config file.
+    pub paths: Vec<String>,
+    /// Tenant of events whose line does not name one.
+    pub tenant: Option<String>,
+    /// Environment of events whose line does not name one (prod, sandbox, test).
+    #[serde(default = "default_env")]
+    pub env: String,
+    /// Where to start in files found at startup with no checkpoint:
+    /// `beginning` or `end`. Files appearing later are always read whole.
+    #[serde(default = "default_start_at")]
+    pub start_at: String,
+}
+
+fn default_format() -> String {
+    "scopewatch".into()
+}
+fn default_env() -> String {
+    "prod".into()
+}
+fn default_start_at() -> String {
+    "beginning".into()
 }
 
 /// `[fhir]`
@@ -73,6 +159,19 @@ pub struct Config {
     pub fhir_base: FhirBase,
     pub observation_window_days: u32,
     pub stale_after_days: u32,
+    pub ingest: IngestSection,
+    pub sources: Vec<Source>,
+}
+
+/// A validated `[[source]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub format: String,
+    pub paths: Vec<String>,
+    pub tenant: Option<String>,
+    pub env: Env,
+    pub start_at_end: bool,
 }
 
 /// A configuration that cannot be used, with where and what to do.
@@ -101,6 +200,8 @@ impl Default for Config {
             fhir_base: FhirBase::auto(),
             observation_window_days: default_window_days(),
             stale_after_days: default_window_days(),
+            ingest: IngestSection::default(),
+            sources: Vec::new(),
         }
     }
 }
@@ -154,7 +255,91 @@ impl ConfigFile {
                 return Err(invalid(field, format!("{days} days: use 1 to 3660")));
             }
         }
+        let ingest = self.ingest;
+        if ingest.max_rows_per_file == 0 {
+            return Err(invalid(
+                "ingest.max_rows_per_file",
+                "must be at least 1".into(),
+            ));
+        }
+        if ingest.max_file_age_ms == 0 {
+            return Err(invalid(
+                "ingest.max_file_age_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        if ingest.max_line_bytes < 1024 {
+            return Err(invalid(
+                "ingest.max_line_bytes",
+                format!("{} bytes: use at least 1024", ingest.max_line_bytes),
+            ));
+        }
+        let mut sources: Vec<Source> = Vec::new();
+        for (i, s) in self.sources.into_iter().enumerate() {
+            let field = |f: &str| format!("source[{i}].{f}");
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    &field("name"),
+                    format!("{:?}: use letters, digits, - and _", s.name),
+                ));
+            }
+            if sources.iter().any(|o| o.name == s.name) {
+                return Err(invalid(
+                    &field("name"),
+                    format!("{:?} is used by another source", s.name),
+                ));
+            }
+            if s.paths.is_empty() {
+                return Err(invalid(
+                    &field("paths"),
+                    "give at least one file, folder or glob".into(),
+                ));
+            }
+            let env = Env::parse(&s.env).ok_or_else(|| {
+                invalid(
+                    &field("env"),
+                    format!("{:?}: use prod, sandbox or test", s.env),
+                )
+            })?;
+            let start_at_end = match s.start_at.as_str() {
+                "beginning" => false,
+                "end" => true,
+                other => {
+                    return Err(invalid(
+                        &field("start_at"),
+                        format!("{other:?}: use beginning or end"),
+                    ))
+                }
+            };
+            let paths = s
+                .paths
+                .iter()
+                .map(|p| {
+                    let path = Path::new(p);
+                    if path.is_relative() {
+                        base_dir.join(path).to_string_lossy().into_owned()
+                    } else {
+                        p.clone()
+                    }
+                })
+                .collect();
+            sources.push(Source {
+                name: s.name,
+                format: s.format,
+                paths,
+                tenant: s.tenant,
+                env,
+                start_at_end,
+            });
+        }
         Ok(Config {
+            ingest,
+            sources,
             data_dir: self
                 .data_dir
                 .map(resolve)
@@ -179,6 +364,26 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.observation_window_days, 90);
         assert!(c.fhir_base.is_auto());
+    }
+
+    #[test]
+    fn sources_are_validated() {
+        let text = "[[source]]\nname = \"kc\"\npaths = [\"logs/*.log\"]\ntenant = \"north\"\n";
+        let c = Config::from_toml_str(text, "sw.toml", Path::new("/etc/sw")).unwrap();
+        assert_eq!(c.sources[0].paths, vec!["/etc/sw/logs/*.log".to_string()]);
+        assert_eq!(c.sources[0].format, "scopewatch");
+        assert_eq!(c.sources[0].env, Env::Prod);
+        for (bad, field) in [
+            ("[[source]]\nname = \"a b\"\npaths = [\"x\"]\n", "source[0].name"),
+            ("[[source]]\nname = \"a\"\npaths = []\n", "source[0].paths"),
+            ("[[source]]\nname = \"a\"\npaths = [\"x\"]\nenv = \"staging\"\n", "source[0].env"),
+            ("[[source]]\nname = \"a\"\npaths = [\"x\"]\nstart_at = \"middle\"\n", "source[0].start_at"),
+            ("[[source]]\nname = \"a\"\npaths = [\"x\"]\n[[source]]\nname = \"a\"\npaths = [\"y\"]\n", "source[1].name"),
+            ("[ingest]\nmax_line_bytes = 10\n", "ingest.max_line_bytes"),
+        ] {
+            let e = Config::from_toml_str(bad, "sw.toml", Path::new(".")).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 
     #[test]
