@@ -119,6 +119,10 @@ pub struct Journal {
     /// dead-lettered twice.
     #[serde(default)]
     pub dead_letters: BTreeMap<String, u64>,
+    /// Files a compaction replaced (relative to the lake); deleted once the
+    /// compacted file is in place.
+    #[serde(default)]
+    pub removals: Vec<String>,
 }
 
 /// A stream's buffered rows for one UTC day.
@@ -231,6 +235,14 @@ impl LakeWriter {
                         fin.display()
                     ),
                 });
+            }
+        }
+        for rel in &self.journal.removals {
+            let path = self.lake.join(rel);
+            match fs::remove_file(&path) {
+                Ok(()) => dirs.push(path.parent().unwrap_or(&self.lake).to_path_buf()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing compacted", &path)(e)),
             }
         }
         for dir in dirs {
@@ -385,6 +397,7 @@ impl LakeWriter {
                 pending: pending.clone(),
                 checkpoint,
                 dead_letters,
+                removals: Vec::new(),
             };
             write_atomic(
                 &self.journal_path,
@@ -402,7 +415,16 @@ impl LakeWriter {
             }
         };
         // The commit point has passed: from here a failure is finished by
-        // recovery at the next start, so renames are best effort now.
+        // recovery at the next start.
+        self.apply(&journal)?;
+        self.journal = journal;
+        Ok(stats)
+    }
+
+    /// Renames a journaled commit's files into place and removes what it
+    /// replaced, holding the lake lock so no reader sees half of it.
+    fn apply(&self, journal: &Journal) -> Result<(), LakeError> {
+        let _guard = LakeLock::exclusive(&self.data_dir)?;
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (tmp, fin) in &journal.pending {
             let (tmp, fin) = (self.lake.join(tmp), self.lake.join(fin));
@@ -412,11 +434,135 @@ impl LakeWriter {
                 dirs.push(dir);
             }
         }
+        for rel in &journal.removals {
+            let path = self.lake.join(rel);
+            fs::remove_file(&path).map_err(io_err("removing compacted", &path))?;
+        }
         for dir in &dirs {
             sync_dir(dir)?;
         }
+        Ok(())
+    }
+
+    /// Compacts the small files of each past day (before `today`, a
+    /// `YYYY-MM-DD`) into one file per stream and day. The new file and the
+    /// removal of the old ones are one journaled step applied under the
+    /// lake lock, so a reader holding [`LakeLock::shared`] sees either the
+    /// small files or the big one, never both and never neither. Call it
+    /// between commits (nothing buffered is touched). Returns the number of
+    /// files replaced.
+    pub fn compact(&mut self, today: &str, min_files: usize) -> Result<usize, LakeError> {
+        let mut replaced = 0;
+        for stream in [AuthEvent::STREAM, AccessEvent::STREAM] {
+            let Ok(days) = fs::read_dir(self.lake.join(stream)) else {
+                continue;
+            };
+            let mut days: Vec<String> = days
+                .flatten()
+                .map(|d| d.file_name().to_string_lossy().into_owned())
+                .filter(|d| d.strip_prefix("date=").is_some_and(|date| date < today))
+                .collect();
+            days.sort();
+            for day in days {
+                let dir_rel = format!("{stream}/{day}");
+                let mut files: Vec<String> = fs::read_dir(self.lake.join(&dir_rel))
+                    .map_err(io_err("listing", &self.lake.join(&dir_rel)))?
+                    .flatten()
+                    .map(|f| f.file_name().to_string_lossy().into_owned())
+                    .filter(|f| f.ends_with(".parquet"))
+                    .collect();
+                if files.len() < min_files.max(2) {
+                    continue;
+                }
+                files.sort();
+                replaced += files.len();
+                self.compact_day(&dir_rel, &files)?;
+            }
+        }
+        Ok(replaced)
+    }
+
+    fn compact_day(&mut self, dir_rel: &str, files: &[String]) -> Result<(), LakeError> {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let seq = self.journal.seq + 1;
+        let name = format!("part-{seq:012}-compact.parquet");
+        let tmp_rel = format!("{dir_rel}/{name}.tmp");
+        let tmp = self.lake.join(&tmp_rel);
+        let result = (|| {
+            let out = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+            let mut writer: Option<ArrowWriter<File>> = None;
+            let mut out = Some(out);
+            for f in files {
+                let path = self.lake.join(dir_rel).join(f);
+                let parquet_err = |source| LakeError::Parquet {
+                    path: path.clone(),
+                    source,
+                };
+                let file = File::open(&path).map_err(io_err("opening", &path))?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(parquet_err)?
+                    .build()
+                    .map_err(parquet_err)?;
+                for batch in reader {
+                    let batch = batch.map_err(|e| LakeError::Parquet {
+                        path: path.clone(),
+                        source: e.into(),
+                    })?;
+                    if writer.is_none() {
+                        let w = ArrowWriter::try_new(
+                            out.take().expect("created above"),
+                            batch.schema(),
+                            Some(self.props.clone()),
+                        )
+                        .map_err(|source| LakeError::Parquet {
+                            path: tmp.clone(),
+                            source,
+                        })?;
+                        writer = Some(w);
+                    }
+                    if let Some(w) = writer.as_mut() {
+                        w.write(&batch).map_err(|source| LakeError::Parquet {
+                            path: tmp.clone(),
+                            source,
+                        })?;
+                    }
+                }
+            }
+            let Some(w) = writer else {
+                return Err(LakeError::Journal {
+                    path: self.journal_path.clone(),
+                    message: format!("nothing to compact in {dir_rel}"),
+                });
+            };
+            let file = w.into_inner().map_err(|source| LakeError::Parquet {
+                path: tmp.clone(),
+                source,
+            })?;
+            file.sync_all().map_err(io_err("syncing", &tmp))?;
+            let journal = Journal {
+                version: JOURNAL_VERSION,
+                seq,
+                pending: vec![(tmp_rel.clone(), format!("{dir_rel}/{name}"))],
+                checkpoint: self.journal.checkpoint.clone(),
+                dead_letters: self.journal.dead_letters.clone(),
+                removals: files.iter().map(|f| format!("{dir_rel}/{f}")).collect(),
+            };
+            write_atomic(
+                &self.journal_path,
+                &serde_json::to_vec(&journal).expect("journal serialises"),
+            )?;
+            Ok(journal)
+        })();
+        let journal = match result {
+            Ok(j) => j,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        self.apply(&journal)?;
         self.journal = journal;
-        Ok(stats)
+        Ok(())
     }
 
     /// Commits everything buffered with `checkpoint`.
@@ -441,6 +587,49 @@ impl LakeWriter {
         let file = w.into_inner().map_err(parquet_err)?;
         file.sync_all().map_err(io_err("syncing", path))?;
         Ok(())
+    }
+}
+
+/// The lake's reader/writer lock (`<data>/state/lake.lock`, an advisory
+/// `flock`). Readers that must see a consistent lake while compaction runs
+/// hold it shared for the duration of a query; the writer holds it
+/// exclusively only for the instant of renaming files into place.
+#[derive(Debug)]
+pub struct LakeLock {
+    file: File,
+}
+
+impl LakeLock {
+    fn open(data_dir: &Path) -> Result<File, LakeError> {
+        let path = data_dir.join("state").join("lake.lock");
+        fs::create_dir_all(path.parent().unwrap_or(data_dir))
+            .map_err(io_err("creating", data_dir))?;
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))
+    }
+
+    /// Held by readers; many at once.
+    pub fn shared(data_dir: &Path) -> Result<LakeLock, LakeError> {
+        let file = Self::open(data_dir)?;
+        file.lock_shared().map_err(io_err("locking", data_dir))?;
+        Ok(LakeLock { file })
+    }
+
+    /// Held by the writer while it swaps files.
+    pub fn exclusive(data_dir: &Path) -> Result<LakeLock, LakeError> {
+        let file = Self::open(data_dir)?;
+        file.lock().map_err(io_err("locking", data_dir))?;
+        Ok(LakeLock { file })
+    }
+}
+
+impl Drop for LakeLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
     }
 }
 
@@ -501,16 +690,19 @@ mod tests {
     fn lake_ids(data: &Path) -> Vec<String> {
         let mut ids = Vec::new();
         let auth = data.join("lake/auth");
-        let Ok(days) = fs::read_dir(&auth) else { return ids };
+        let Ok(days) = fs::read_dir(&auth) else {
+            return ids;
+        };
         for day in days.flatten() {
             for f in fs::read_dir(day.path()).unwrap().flatten() {
                 if !f.file_name().to_string_lossy().ends_with(".parquet") {
                     continue;
                 }
-                let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f.path()).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
+                let reader =
+                    ParquetRecordBatchReaderBuilder::try_new(File::open(f.path()).unwrap())
+                        .unwrap()
+                        .build()
+                        .unwrap();
                 for batch in reader {
                     for e in AuthEvent::from_batch(&batch.unwrap()).unwrap() {
                         ids.push(e.event_id);
@@ -529,8 +721,17 @@ mod tests {
         assert!(w.checkpoint().is_null());
         w.push_auth(&event("a", "2026-11-22T23:59:59Z"));
         w.push_auth(&event("b", "2026-11-23T00:00:00Z"));
-        let stats = w.commit(serde_json::json!({"pos": 2}), BTreeMap::new()).unwrap();
-        assert_eq!(stats, CommitStats { files: 2, auth_rows: 2, access_rows: 0 });
+        let stats = w
+            .commit(serde_json::json!({"pos": 2}), BTreeMap::new())
+            .unwrap();
+        assert_eq!(
+            stats,
+            CommitStats {
+                files: 2,
+                auth_rows: 2,
+                access_rows: 0
+            }
+        );
         assert!(dir.path().join("lake/auth/date=2026-11-22").is_dir());
         assert!(dir.path().join("lake/auth/date=2026-11-23").is_dir());
         drop(w);
@@ -548,7 +749,11 @@ mod tests {
         // Put the lake back in the state a crash between the journal and
         // the rename leaves: the journaled file still under its .tmp name.
         let (tmp, fin) = w.journal.pending[0].clone();
-        fs::rename(dir.path().join("lake").join(&fin), dir.path().join("lake").join(&tmp)).unwrap();
+        fs::rename(
+            dir.path().join("lake").join(&fin),
+            dir.path().join("lake").join(&tmp),
+        )
+        .unwrap();
         drop(w);
         assert!(lake_ids(dir.path()).is_empty());
         let w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
@@ -565,12 +770,18 @@ mod tests {
         // A second commit that wrote its file but died before the journal.
         w.push_auth(&event("b", "2026-11-22T10:00:01Z"));
         let batches = w.take_batches();
-        let orphan = dir.path().join("lake/auth/date=2026-11-22/part-000000000002-000.parquet.tmp");
+        let orphan = dir
+            .path()
+            .join("lake/auth/date=2026-11-22/part-000000000002-000.parquet.tmp");
         w.write_parquet(&orphan, &batches[0].2).unwrap();
         drop(w);
         let w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
         assert!(!orphan.exists(), "orphan removed");
-        assert_eq!(w.checkpoint(), &serde_json::json!(1), "checkpoint did not move");
+        assert_eq!(
+            w.checkpoint(),
+            &serde_json::json!(1),
+            "checkpoint did not move"
+        );
         assert_eq!(lake_ids(dir.path()), vec!["a"]);
     }
 
@@ -598,11 +809,75 @@ mod tests {
         // Make the partition folder impossible to create: a file in its place.
         fs::create_dir_all(dir.path().join("lake/auth")).unwrap();
         fs::write(dir.path().join("lake/auth/date=2026-11-22"), "not a folder").unwrap();
-        assert!(w.commit_batches(&batches, serde_json::json!(1), BTreeMap::new()).is_err());
+        assert!(w
+            .commit_batches(&batches, serde_json::json!(1), BTreeMap::new())
+            .is_err());
         assert!(w.checkpoint().is_null());
         fs::remove_file(dir.path().join("lake/auth/date=2026-11-22")).unwrap();
-        w.commit_batches(&batches, serde_json::json!(1), BTreeMap::new()).unwrap();
+        w.commit_batches(&batches, serde_json::json!(1), BTreeMap::new())
+            .unwrap();
         assert_eq!(lake_ids(dir.path()), vec!["a"]);
+    }
+
+    #[test]
+    fn compaction_replaces_small_files_of_past_days_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        for i in 0..5 {
+            w.push_auth(&event(&format!("old{i}"), "2026-11-20T10:00:00Z"));
+            w.commit(serde_json::json!(i), BTreeMap::new()).unwrap();
+        }
+        w.push_auth(&event("today", "2026-11-23T10:00:00Z"));
+        w.commit(serde_json::json!(9), BTreeMap::new()).unwrap();
+        assert_eq!(w.compact("2026-11-23", 2).unwrap(), 5);
+        let files: Vec<_> = fs::read_dir(dir.path().join("lake/auth/date=2026-11-20"))
+            .unwrap()
+            .flatten()
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].ends_with("-compact.parquet"));
+        assert_eq!(
+            w.checkpoint(),
+            &serde_json::json!(9),
+            "checkpoint unchanged"
+        );
+        let mut want: Vec<String> = (0..5).map(|i| format!("old{i}")).collect();
+        want.push("today".into());
+        assert_eq!(lake_ids(dir.path()), want);
+        // a crash after the compaction's journal is rolled forward too
+        drop(w);
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        assert_eq!(
+            w.compact("2026-11-23", 2).unwrap(),
+            0,
+            "one file left: nothing to do"
+        );
+        assert_eq!(lake_ids(dir.path()), want);
+    }
+
+    #[test]
+    fn a_crash_inside_compaction_leaves_the_rows_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        for i in 0..3 {
+            w.push_auth(&event(&format!("old{i}"), "2026-11-20T10:00:00Z"));
+            w.commit(serde_json::json!(i), BTreeMap::new()).unwrap();
+        }
+        w.compact("2026-11-23", 2).unwrap();
+        // Rewind to the state just after the compaction's journal: the big
+        // file still .tmp and the small files back in place.
+        let (tmp, fin) = w.journal.pending[0].clone();
+        let lake = dir.path().join("lake");
+        fs::rename(lake.join(&fin), lake.join(&tmp)).unwrap();
+        for (i, rel) in w.journal.removals.clone().iter().enumerate() {
+            let mut b = AuthBatchBuilder::default();
+            b.push(&event(&format!("old{i}"), "2026-11-20T10:00:00Z"));
+            w.write_parquet(&lake.join(rel), &b.finish()).unwrap();
+        }
+        drop(w);
+        let _w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        assert_eq!(lake_ids(dir.path()), vec!["old0", "old1", "old2"]);
     }
 
     #[test]
@@ -614,7 +889,9 @@ mod tests {
             r#"{"version":99,"seq":1,"pending":[],"checkpoint":null}"#,
         )
         .unwrap();
-        let err = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap_err().to_string();
+        let err = LakeWriter::open(dir.path(), LakeConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("journal version 99"), "{err}");
     }
 }
