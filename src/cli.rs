@@ -39,6 +39,34 @@ pub enum Command {
     /// Validate the app registry
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Read logs into the lake: follow the config's sources until stopped,
+    /// or backfill files with --once
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Read the given files or folders to their end, commit, print a summary and exit
+    #[arg(long, requires = "paths")]
+    pub once: bool,
+    /// Files, folders or globs to backfill (with --once)
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Log format of the given paths
+    #[arg(long, default_value = "scopewatch")]
+    pub format: String,
+    /// Tenant of events whose line does not name one
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Environment of events whose line does not name one (prod, sandbox, test)
+    #[arg(long, default_value = "prod")]
+    pub env: String,
+    /// Source name for the given paths (part of every event id)
+    #[arg(long, default_value = "cli")]
+    pub source: String,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

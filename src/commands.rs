@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         ),
         Command::Scopes(ScopesCommand::Minimise { used }) => scopes_minimise(&used),
         Command::Registry(RegistryCommand::Check { file }) => registry_check(&config, file),
+        Command::Ingest(args) => crate::ingest::run(&config, args),
     }
 }
 

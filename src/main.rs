@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod ingest;
 
 use std::process::ExitCode;
 

@@ -25,7 +25,9 @@ pub enum AnalyticsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("column `{column}` has Arrow type {data_type}, which the lake views cannot map to DuckDB")]
+    #[error(
+        "column `{column}` has Arrow type {data_type}, which the lake views cannot map to DuckDB"
+    )]
     UnmappedType { column: String, data_type: String },
 }
 
@@ -58,6 +60,22 @@ pub const STREAMS: [(&str, fn() -> SchemaRef); 2] = [
 pub struct Lake {
     conn: Connection,
     root: PathBuf,
+    data_dir: PathBuf,
+}
+
+/// Held while a query runs: ingest's compaction waits for it before it
+/// swaps files, so a query never sees rows twice or misses them.
+#[derive(Debug)]
+pub struct ReadGuard {
+    file: Option<std::fs::File>,
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        if let Some(f) = &self.file {
+            let _ = f.unlock();
+        }
+    }
 }
 
 impl Lake {
@@ -79,7 +97,8 @@ impl Lake {
             })?;
         let lake = Lake {
             conn,
-            root: data_dir.join("lake"),
+            root: scopewatch_model::lake::lake_dir(data_dir),
+            data_dir: data_dir.to_path_buf(),
         };
         lake.refresh_views()?;
         Ok(lake)
@@ -108,20 +127,39 @@ impl Lake {
         Ok(())
     }
 
-    /// The connection, for queries.
+    /// The connection, for queries. Hold [`Lake::read_guard`] across a
+    /// query that must be consistent while ingest runs.
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
+    /// Takes the lake's shared lock (no lock file yet: nothing writes here).
+    pub fn read_guard(&self) -> Result<ReadGuard, AnalyticsError> {
+        let path = scopewatch_model::lake::lock_file(&self.data_dir);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ReadGuard { file: None })
+            }
+            Err(source) => return Err(AnalyticsError::Io { path, source }),
+        };
+        file.lock_shared()
+            .map_err(|source| AnalyticsError::Io { path, source })?;
+        Ok(ReadGuard { file: Some(file) })
+    }
+
     /// Rows in one stream.
     pub fn row_count(&self, stream: &str) -> Result<u64, AnalyticsError> {
+        let _guard = self.read_guard()?;
         let stream = STREAMS
             .iter()
             .map(|(s, _)| *s)
             .find(|s| *s == stream)
             .unwrap_or("auth");
         self.conn
-            .query_row(&format!("SELECT count(*) FROM {stream}"), [], |r| r.get::<_, u64>(0))
+            .query_row(&format!("SELECT count(*) FROM {stream}"), [], |r| {
+                r.get::<_, u64>(0)
+            })
             .map_err(|source| AnalyticsError::Duckdb {
                 doing: format!("counting rows of `{stream}`"),
                 source,

@@ -167,8 +167,8 @@ impl LakeWriter {
     /// crash left half done. The recovered journal's checkpoint is where the
     /// sources resume.
     pub fn open(data_dir: &Path, config: LakeConfig) -> Result<LakeWriter, LakeError> {
-        let lake = data_dir.join("lake");
-        let state = data_dir.join("state");
+        let lake = scopewatch_model::lake::lake_dir(data_dir);
+        let state = scopewatch_model::lake::state_dir(data_dir);
         for dir in [&lake, &state] {
             fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
@@ -370,6 +370,10 @@ impl LakeWriter {
         let seq = self.journal.seq + 1;
         let mut pending = Vec::new();
         let mut stats = CommitStats::default();
+        // Files not written since the last commit keep their committed length.
+        let mut all_dead_letters = self.journal.dead_letters.clone();
+        all_dead_letters.extend(dead_letters);
+        let dead_letters = all_dead_letters;
         let result = (|| {
             for (n, (stream, date, batch)) in batches.iter().enumerate() {
                 if batch.num_rows() == 0 {
@@ -601,7 +605,7 @@ pub struct LakeLock {
 
 impl LakeLock {
     fn open(data_dir: &Path) -> Result<File, LakeError> {
-        let path = data_dir.join("state").join("lake.lock");
+        let path = scopewatch_model::lake::lock_file(data_dir);
         fs::create_dir_all(path.parent().unwrap_or(data_dir))
             .map_err(io_err("creating", data_dir))?;
         fs::OpenOptions::new()

@@ -6,3 +6,9 @@
 //!
 //! The event types and their Arrow schema come from `scopewatch_model::events`.
 pub mod lake;
+pub mod tail;
+pub mod adapter;
+pub mod deadletter;
+pub mod formats;
+pub mod privacy;
+pub mod pipeline;

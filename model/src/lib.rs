@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod events;
+pub mod lake;
 pub mod perms;
 pub mod registry;
 pub mod request;

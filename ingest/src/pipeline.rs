@@ -1,0 +1,454 @@
+//! The ingest loop: every source's tailer feeds its adapter, events go to the
+//! lake writer, and each commit carries the positions of exactly the lines
+//! whose events it holds. Dead letters are fsynced before that commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use scopewatch_model::config::{Config, Source as SourceConfig};
+use scopewatch_model::events::Env;
+use scopewatch_model::request::FhirBase;
+
+use crate::adapter::{Adapter, LineContext, Parsed};
+use crate::deadletter::DeadLetters;
+use crate::formats;
+use crate::lake::{LakeConfig, LakeError, LakeWriter};
+use crate::privacy::{PrivacyError, Pseudonymiser};
+use crate::tail::{Checkpoints, StartAt, TailConfig, TailError, Tailer};
+
+/// Why ingest stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("source `{source_name}`: unknown format `{format}`; known formats: {known}")]
+    UnknownFormat {
+        source_name: String,
+        format: String,
+        known: String,
+    },
+    #[error("source `{source_name}`: {error}")]
+    Tail {
+        source_name: String,
+        #[source]
+        error: TailError,
+    },
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Privacy(#[from] PrivacyError),
+    #[error("dead-letter file under {dir}: {source}")]
+    DeadLetter {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the checkpoint in the lake journal is damaged: {0}; move the data directory aside to start over")]
+    Checkpoint(String),
+    #[error("no sources to read: add [[source]] tables to the config, or give paths to `ingest --once`")]
+    NoSources,
+}
+
+/// Totals since start, per source and overall.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestStats {
+    pub lines: u64,
+    pub bytes: u64,
+    pub auth_events: u64,
+    pub access_events: u64,
+    pub dead_lettered: u64,
+    pub commits: u64,
+    pub per_source: BTreeMap<String, SourceStats>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SourceStats {
+    pub lines: u64,
+    pub bytes: u64,
+    pub events: u64,
+    pub dead_lettered: u64,
+}
+
+struct SourceRuntime {
+    config: SourceConfig,
+    adapter: Box<dyn Adapter>,
+    tailer: Tailer,
+}
+
+/// Settings of one ingest process beyond the config file.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub data_dir: PathBuf,
+    pub lake: LakeConfig,
+    pub max_line_bytes: usize,
+    pub poll_interval: Duration,
+    pub fhir_base: FhirBase,
+    pub pseudonym_key: Option<String>,
+}
+
+impl IngestOptions {
+    /// The options a validated config gives.
+    pub fn from_config(config: &Config) -> IngestOptions {
+        IngestOptions {
+            data_dir: config.data_dir.clone(),
+            lake: LakeConfig {
+                max_rows: config.ingest.max_rows_per_file,
+                max_age: Duration::from_millis(config.ingest.max_file_age_ms),
+                ..LakeConfig::default()
+            },
+            max_line_bytes: config.ingest.max_line_bytes,
+            poll_interval: Duration::from_millis(250),
+            fhir_base: config.fhir_base.clone(),
+            pseudonym_key: config.ingest.pseudonym_key.clone(),
+        }
+    }
+}
+
+/// A running ingest: sources, the lake writer, dead letters and stats.
+pub struct Ingest {
+    sources: Vec<SourceRuntime>,
+    writer: LakeWriter,
+    dead: DeadLetters,
+    privacy: Pseudonymiser,
+    fhir_base: FhirBase,
+    stats: IngestStats,
+    data_dir: PathBuf,
+    /// Lines read since the last commit, and when the first of them was:
+    /// a line that only dead-letters must still move the checkpoint.
+    uncommitted_lines: u64,
+    uncommitted_since: Option<Instant>,
+    max_age: Duration,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("sources", &self.sources.len())
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+/// The checkpoint the journal carries: each source's tailer positions.
+fn checkpoint_json(sources: &[SourceRuntime]) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = sources
+        .iter()
+        .map(|s| {
+            let json = s.tailer.positions().to_json();
+            (
+                s.config.name.clone(),
+                serde_json::from_str(&json).expect("tailer checkpoints are JSON"),
+            )
+        })
+        .collect();
+    serde_json::json!({ "version": 1, "sources": map })
+}
+
+impl Ingest {
+    /// Opens the lake (recovering from a crash), restores every source's
+    /// position from the last commit, and starts its tailer.
+    pub fn open(sources: &[SourceConfig], options: IngestOptions) -> Result<Ingest, IngestError> {
+        if sources.is_empty() {
+            return Err(IngestError::NoSources);
+        }
+        let writer = LakeWriter::open(&options.data_dir, options.lake.clone())?;
+        let privacy =
+            Pseudonymiser::load_or_create(&options.data_dir, options.pseudonym_key.as_deref())?;
+        let dead = DeadLetters::open(&options.data_dir, &privacy).map_err(|source| IngestError::DeadLetter {
+            dir: options.data_dir.join("deadletter"),
+            source,
+        })?;
+        let restored = writer.checkpoint().clone();
+        let mut runtimes = Vec::new();
+        for source in sources {
+            let adapter =
+                formats::by_name(&source.format).ok_or_else(|| IngestError::UnknownFormat {
+                    source_name: source.name.clone(),
+                    format: source.format.clone(),
+                    known: formats::NAMES.join(", "),
+                })?;
+            let positions = match restored.get("sources").and_then(|s| s.get(&source.name)) {
+                Some(v) => Checkpoints::from_json(&v.to_string()).map_err(|e| {
+                    IngestError::Checkpoint(format!("source `{}`: {e}", source.name))
+                })?,
+                None => Checkpoints::empty(),
+            };
+            let tail = TailConfig {
+                paths: source.paths.clone(),
+                start_at: if source.start_at_end {
+                    StartAt::End
+                } else {
+                    StartAt::Beginning
+                },
+                max_line_bytes: options.max_line_bytes,
+                poll_interval: options.poll_interval,
+                ..TailConfig::default()
+            };
+            let tailer = Tailer::new(tail, positions).map_err(|error| IngestError::Tail {
+                source_name: source.name.clone(),
+                error,
+            })?;
+            runtimes.push(SourceRuntime {
+                config: source.clone(),
+                adapter,
+                tailer,
+            });
+        }
+        Ok(Ingest {
+            sources: runtimes,
+            writer,
+            dead,
+            privacy,
+            fhir_base: options.fhir_base,
+            stats: IngestStats::default(),
+            data_dir: options.data_dir,
+            uncommitted_lines: 0,
+            uncommitted_since: None,
+            max_age: options.lake.max_age,
+        })
+    }
+
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Bytes each source still has to read (file sizes minus positions).
+    pub fn lag_bytes(&self) -> u64 {
+        self.sources
+            .iter()
+            .flat_map(|s| s.tailer.file_stats())
+            .map(|f| f.size.saturating_sub(f.offset))
+            .sum()
+    }
+
+    /// Reads what every source has now, parses it and buffers the events.
+    /// Returns the number of lines read.
+    pub fn poll(&mut self) -> Result<u64, IngestError> {
+        let mut read = 0;
+        let mut out: Vec<Parsed> = Vec::new();
+        let mut event_id = String::new();
+        for source in &mut self.sources {
+            let lines = source.tailer.read_available().map_err(|error| IngestError::Tail {
+                source_name: source.config.name.clone(),
+                error,
+            })?;
+            let name = source.config.name.as_str();
+            let per = self.stats.per_source.entry(name.to_string()).or_default();
+            if !lines.is_empty() {
+                self.uncommitted_since.get_or_insert_with(Instant::now);
+            }
+            for line in lines.iter() {
+                read += 1;
+                per.lines += 1;
+                per.bytes += line.full_len + 1;
+                let path = line.path.to_string_lossy();
+                if line.oversized {
+                    self.dead
+                        .record(
+                            name,
+                            Some(&path),
+                            Some(line.offset),
+                            &format!(
+                                "line of {} bytes exceeds max_line_bytes ({})",
+                                line.full_len,
+                                line.bytes.len()
+                            ),
+                            line.bytes,
+                        )
+                        .map_err(|source| IngestError::DeadLetter {
+                            dir: self.data_dir.join("deadletter"),
+                            source,
+                        })?;
+                    per.dead_lettered += 1;
+                    continue;
+                }
+                event_id.clear();
+                use std::fmt::Write;
+                let _ = write!(event_id, "{name}:{}:{}", line.file_key, line.offset);
+                let ctx = LineContext {
+                    source: name,
+                    event_id: &event_id,
+                    source_file: Some(&path),
+                    offset: Some(line.offset),
+                    tenant: source.config.tenant.as_deref(),
+                    env: source.config.env,
+                    privacy: &self.privacy,
+                    fhir_base: &self.fhir_base,
+                };
+                out.clear();
+                match source.adapter.parse_line(line.bytes, &ctx, &mut out) {
+                    Ok(()) => {
+                        for parsed in &out {
+                            match parsed {
+                                Parsed::Auth(e) => self.writer.push_auth(e),
+                                Parsed::Access(e) => self.writer.push_access(e),
+                            }
+                        }
+                        per.events += out.len() as u64;
+                    }
+                    Err(reason) => {
+                        self.dead
+                            .record(
+                                name,
+                                Some(&path),
+                                Some(line.offset),
+                                &reason.to_string(),
+                                line.bytes,
+                            )
+                            .map_err(|source| IngestError::DeadLetter {
+                                dir: self.data_dir.join("deadletter"),
+                                source,
+                            })?;
+                        per.dead_lettered += 1;
+                    }
+                }
+            }
+        }
+        self.uncommitted_lines += read;
+        Ok(read)
+    }
+
+    /// True when the buffered events (or lines that only dead-lettered)
+    /// should be committed now.
+    pub fn should_commit(&self) -> bool {
+        self.writer.should_commit()
+            || self
+                .uncommitted_since
+                .is_some_and(|t| t.elapsed() >= self.max_age)
+    }
+
+    /// Makes everything read so far durable with its checkpoint. A full disk
+    /// pauses here, retrying until space returns or `stop` is set (then the
+    /// error is returned and nothing read since the last commit is lost: the
+    /// lines are read again at the next start).
+    pub fn commit(&mut self, stop: &AtomicBool) -> Result<(), IngestError> {
+        self.dead
+            .flush_durable()
+            .map_err(|source| IngestError::DeadLetter {
+                dir: self.data_dir.join("deadletter"),
+                source,
+            })?;
+        let checkpoint = checkpoint_json(&self.sources);
+        let dead_lengths = self.dead.lengths().clone();
+        let batches = self.writer.take_batches();
+        let mut paused_since: Option<Instant> = None;
+        loop {
+            match self
+                .writer
+                .commit_batches(&batches, checkpoint.clone(), dead_lengths.clone())
+            {
+                Ok(stats) => {
+                    if let Some(t) = paused_since {
+                        tracing::warn!(
+                            paused_s = t.elapsed().as_secs(),
+                            "disk space is back: ingest resumed, nothing was lost"
+                        );
+                    }
+                    self.stats.auth_events += stats.auth_rows as u64;
+                    self.stats.access_events += stats.access_rows as u64;
+                    self.stats.commits += 1;
+                    self.uncommitted_lines = 0;
+                    self.uncommitted_since = None;
+                    self.refresh_totals();
+                    metrics::counter!("scopewatch_ingest_commits_total").increment(1);
+                    metrics::gauge!("scopewatch_ingest_last_commit_timestamp_seconds").set(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs_f64())
+                            .unwrap_or_default(),
+                    );
+                    return Ok(());
+                }
+                Err(e) if e.is_disk_full() && !stop.load(Ordering::Relaxed) => {
+                    if paused_since.is_none() {
+                        tracing::error!(
+                            lake = %self.writer.lake_dir().display(),
+                            "disk full while writing the lake: ingest is paused and retries every 2 s; free space under the data directory, nothing is lost"
+                        );
+                        paused_since = Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn refresh_totals(&mut self) {
+        let mut lines = 0;
+        let mut bytes = 0;
+        let mut dead = 0;
+        for (name, s) in &self.stats.per_source {
+            lines += s.lines;
+            bytes += s.bytes;
+            dead += s.dead_lettered;
+            metrics::gauge!("scopewatch_source_lines_read", "source" => name.clone()).set(s.lines as f64);
+            metrics::gauge!("scopewatch_source_bytes_read", "source" => name.clone()).set(s.bytes as f64);
+            metrics::gauge!("scopewatch_source_events", "source" => name.clone()).set(s.events as f64);
+            metrics::gauge!("scopewatch_source_dead_lettered", "source" => name.clone())
+                .set(s.dead_lettered as f64);
+        }
+        for s in &self.sources {
+            let lag: u64 = s
+                .tailer
+                .file_stats()
+                .iter()
+                .map(|f| f.size.saturating_sub(f.offset))
+                .sum();
+            metrics::gauge!("scopewatch_source_lag_bytes", "source" => s.config.name.clone())
+                .set(lag as f64);
+        }
+        self.stats.lines = lines;
+        self.stats.bytes = bytes;
+        self.stats.dead_lettered = dead;
+    }
+
+    /// Reads until every source is at its end, committing as the buffer
+    /// fills, then commits the rest (`ingest --once`).
+    pub fn run_to_end(
+        &mut self,
+        stop: &AtomicBool,
+        mut progress: impl FnMut(&IngestStats),
+    ) -> Result<(), IngestError> {
+        loop {
+            let read = self.poll()?;
+            if self.writer.should_commit() {
+                self.commit(stop)?;
+            }
+            progress(&self.stats);
+            if read == 0 || stop.load(Ordering::Relaxed) {
+                self.commit(stop)?;
+                progress(&self.stats);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Follows every source until `stop` is set, then commits what is
+    /// buffered (`scopewatch ingest` with a config).
+    pub fn follow(&mut self, stop: &AtomicBool) -> Result<(), IngestError> {
+        while !stop.load(Ordering::Relaxed) {
+            let read = self.poll()?;
+            if self.should_commit() {
+                self.commit(stop)?;
+            }
+            if read == 0 {
+                let wait = Duration::from_millis(100);
+                match self.sources.first_mut() {
+                    Some(first) => first.tailer.wait(wait),
+                    None => std::thread::sleep(wait),
+                }
+            }
+        }
+        self.commit(stop)
+    }
+}
+
+/// The default environment for ad-hoc sources.
+pub fn default_env() -> Env {
+    Env::Prod
+}

@@ -1,0 +1,132 @@
+//! `scopewatch ingest`: follow the configured sources, or backfill paths
+//! with `--once`, with a progress bar, signals and a summary.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use scopewatch_ingest::pipeline::{Ingest, IngestOptions};
+use scopewatch_model::config::{Config, Source};
+use scopewatch_model::events::Env;
+use serde_json::json;
+
+use crate::cli::IngestArgs;
+
+/// SIGINT and SIGTERM set the flag; the loop commits and exits.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the signal handler")?;
+    }
+    Ok(stop)
+}
+
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SCOPEWATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
+    init_logging();
+    let stop = stop_flag()?;
+    let mut options = IngestOptions::from_config(config);
+    if let Ok(key) = std::env::var("SCOPEWATCH_PSEUDONYM_KEY") {
+        options.pseudonym_key = Some(key);
+    }
+    if args.once {
+        let env = Env::parse(&args.env)
+            .with_context(|| format!("--env {:?}: use prod, sandbox or test", args.env))?;
+        let source = Source {
+            name: args.source.clone(),
+            format: args.format.clone(),
+            paths: args.paths.clone(),
+            tenant: args.tenant.clone(),
+            env,
+            start_at_end: false,
+        };
+        // A backfill commits by size, not by age.
+        options.lake.max_age = Duration::from_secs(3600);
+        return backfill(&[source], options, &stop, args.quiet);
+    }
+    if !args.paths.is_empty() {
+        bail!("paths are only for a backfill: add --once, or put them in a [[source]] of the config");
+    }
+    if let Some(addr) = &config.ingest.metrics_listen {
+        let addr: std::net::SocketAddr = addr
+            .parse()
+            .with_context(|| format!("ingest.metrics_listen {addr:?} is not an address"))?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+        tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
+    }
+    let mut ingest = Ingest::open(&config.sources, options)?;
+    tracing::info!(sources = config.sources.len(), data = %config.data_dir.display(), "following sources; SIGINT or SIGTERM stops");
+    ingest.follow(&stop)?;
+    let stats = ingest.stats().clone();
+    tracing::info!(lines = stats.lines, auth = stats.auth_events, access = stats.access_events, dead = stats.dead_lettered, "stopped; everything read is committed");
+    println!("{}", serde_json::to_string(&stats)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backfill(
+    sources: &[Source],
+    options: IngestOptions,
+    stop: &AtomicBool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let started = Instant::now();
+    let mut ingest = Ingest::open(sources, options)?;
+    let total = ingest.lag_bytes();
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+        )
+        .expect("a valid template"),
+    );
+    ingest.run_to_end(stop, |s| {
+        bar.set_position(s.per_source.values().map(|p| p.bytes).sum());
+        let events: u64 = s.per_source.values().map(|p| p.events).sum();
+        let dead: u64 = s.per_source.values().map(|p| p.dead_lettered).sum();
+        let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{events} events ({rate:.0}/s), {dead} dead-lettered"));
+    })?;
+    bar.finish_and_clear();
+    let stats = ingest.stats();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "lines": stats.lines,
+            "bytes": stats.bytes,
+            "events": { "auth": stats.auth_events, "access": stats.access_events },
+            "dead_lettered": stats.dead_lettered,
+            "commits": stats.commits,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "data_dir": ingest.data_dir().display().to_string(),
+        })
+    );
+    if stats.dead_lettered > 0 {
+        eprintln!(
+            "scopewatch: {} line(s) could not be read; see {}/deadletter/",
+            stats.dead_lettered,
+            ingest.data_dir().display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,254 @@
+//! `scopewatch ingest` run as a user runs it: SIGKILLed at random moments
+//! while it follows a growing log, and fed raw tokens and patient ids. The
+//! lake is read back with DuckDB.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use scopewatch_analytics::{EngineLimits, Lake};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scopewatch"));
+    c.env_remove("SCOPEWATCH_CONFIG")
+        .env_remove("SCOPEWATCH_DATA")
+        .env("SCOPEWATCH_LOG", "warn");
+    c
+}
+
+/// A JWT with a `jti`, as an authorization server would issue it (the
+/// signature is not checked by anyone here).
+fn jwt(jti: &str, patient: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(&format!(
+            r#"{{"jti":"{jti}","client_id":"cardio-insight","scope":"launch patient/Observation.rs","sub":"dr-who-7","patient":"{patient}","exp":1795000000}}"#
+        )),
+        "c2lnbmF0dXJlLW5vdC1jaGVja2Vk"
+    )
+}
+
+/// One canonical access line; `seq` goes into `bytes` so each line is
+/// recognisable in the lake.
+fn access_line(seq: u64, patient: &str, token: &str) -> String {
+    format!(
+        r#"{{"stream":"access","ts":"2026-11-20T10:{:02}:{:02}.000Z","tenant":"north","env":"prod","client_id":"cardio-insight","token":"{token}","method":"GET","path":"/fhir/Patient/{patient}/Observation?category=laboratory","status":200,"bytes":{seq},"latency_ms":12,"ip":"10.0.0.7","patient":"{patient}"}}"#,
+        (seq / 60) % 60,
+        seq % 60
+    )
+}
+
+fn append(path: &Path, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(l);
+        buf.push('\n');
+    }
+    f.write_all(buf.as_bytes()).unwrap();
+}
+
+fn write_config(dir: &Path, logs: &Path, data: &Path) -> PathBuf {
+    let config = dir.join("scopewatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = {data:?}
+
+[ingest]
+max_rows_per_file = 300
+max_file_age_ms = 30
+
+[[source]]
+name = "gateway"
+paths = [{glob:?}]
+"#,
+            data = data.to_str().unwrap(),
+            glob = logs.join("*.ndjson").to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn lake_counts(data: &Path) -> (u64, u64, u64) {
+    let lake = Lake::open(data, &EngineLimits { memory_limit_mib: 256, threads: 1 }).unwrap();
+    lake.connection()
+        .query_row(
+            "SELECT count(*), count(DISTINCT event_id), count(DISTINCT bytes) FROM access",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+}
+
+fn kill9(child: &mut Child) {
+    // SIGKILL: no handler runs, nothing is flushed.
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = write_config(dir.path(), &logs, &data);
+    let log = logs.join("gateway.ndjson");
+    let token = jwt("tok-crash", "PAT-CRASH-1");
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5c0e);
+    let mut written = 0u64;
+    let kills = 24;
+    for _ in 0..kills {
+        let mut child = bin()
+            .args(["--config", config.to_str().unwrap(), "ingest"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Lines keep arriving while it runs, in bursts of random size.
+        let until = Instant::now() + Duration::from_millis(rng.random_range(40..400));
+        while Instant::now() < until {
+            let n = rng.random_range(1..400);
+            let lines: Vec<String> =
+                (written..written + n).map(|s| access_line(s, "PAT-CRASH-1", &token)).collect();
+            append(&log, &lines);
+            written += n;
+            std::thread::sleep(Duration::from_millis(rng.random_range(1..30)));
+        }
+        kill9(&mut child);
+    }
+
+    // One last clean run catches up; SIGTERM commits what is buffered.
+    let mut child = bin()
+        .args(["--config", config.to_str().unwrap(), "ingest"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let (rows, _, _) = lake_counts(&data);
+        if rows >= written || Instant::now() > deadline {
+            break;
+        }
+    }
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean stop after SIGTERM: {status}");
+
+    let (rows, ids, seqs) = lake_counts(&data);
+    assert_eq!(seqs, written, "every written line is in the lake ({kills} kills)");
+    assert_eq!(rows, written, "and none twice");
+    assert_eq!(ids, written, "event ids are unique");
+}
+
+/// SIGTERM through the `kill` command (std has no safe way to send it).
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// Every string value in every Parquet file of the lake, decoded (the files
+/// are zstd-compressed, so grepping their bytes would prove nothing).
+fn lake_text(data: &Path) -> String {
+    let lake = Lake::open(data, &EngineLimits { memory_limit_mib: 256, threads: 1 }).unwrap();
+    let mut text = String::new();
+    for view in ["auth", "access"] {
+        let mut stmt = lake
+            .connection()
+            .prepare(&format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM {view}"))
+            .unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..n {
+                if let Ok(Some(v)) = row.get::<_, Option<String>>(i) {
+                    text.push_str(&v);
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    text
+}
+
+/// The raw bytes of every file under `dir`, Parquet included.
+fn all_file_bytes(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            all_file_bytes(&path, out);
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn no_raw_token_or_patient_id_reaches_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&logs).unwrap();
+    let token = jwt("jti-4471", "PAT-SECRET-0042");
+    let opaque = "opaque-bearer-Zx81QpL0vYt2";
+    let lines = vec![
+        access_line(1, "PAT-SECRET-0042", &token),
+        access_line(2, "PAT-SECRET-0077", opaque),
+        format!(
+            r#"{{"stream":"auth","ts":"2026-11-20T10:00:00Z","tenant":"north","kind":"token","client_id":"cardio-insight","user":"dr-who-7","patient":"PAT-SECRET-0042","token":"{token}","refresh_token":"refresh-Qq93kd81","scopes_granted":"launch patient/Observation.rs"}}"#
+        ),
+        // Malformed lines carrying secrets go to the dead-letter file, redacted.
+        format!(r#"{{"stream":"access","ts":"2026-11-20T10:00:00Z","patient":"PAT-SECRET-0099","token":"{token}""#),
+        format!("GET /fhir/Patient/PAT-SECRET-0123 Authorization: Bearer {opaque}"),
+    ];
+    append(&logs.join("gw.ndjson"), &lines);
+    let out = bin()
+        .args(["--data", data.to_str().unwrap(), "ingest", "--once", "--quiet", "--tenant", "north"])
+        .arg(logs.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["events"]["access"], 2);
+    assert_eq!(summary["events"]["auth"], 1);
+    assert_eq!(summary["dead_lettered"], 2);
+
+    let secrets = [
+        token.as_str(),
+        token.split('.').nth(1).unwrap(), // the claims alone are a credential's body
+        opaque,
+        "refresh-Qq93kd81",
+        "PAT-SECRET-0042",
+        "PAT-SECRET-0077",
+        "PAT-SECRET-0099",
+        "PAT-SECRET-0123",
+        "dr-who-7",
+    ];
+    let mut files = Vec::new();
+    all_file_bytes(&data, &mut files);
+    assert!(files.iter().any(|(p, _)| p.to_string_lossy().contains("deadletter")));
+    let decoded = lake_text(&data);
+    assert!(decoded.contains("jti:jti-4471"), "the token id is kept: {decoded}");
+    for secret in secrets {
+        for (path, bytes) in &files {
+            let hit = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!hit, "{secret:?} found in {}", path.display());
+        }
+        assert!(!decoded.contains(secret), "{secret:?} found in the lake's values");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(secret), "{secret:?} in the logs");
+    }
+}
