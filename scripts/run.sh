@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds scopewatch and runs it on the bundled samples. Until the ingest and
-# `scopewatch run` land, this validates the sample app registry and shows
-# the scope verbs on it.
+# Builds scopewatch and runs it on the bundled samples: validates the sample
+# app registry, ingests the sample logs into ./scopewatch-data (a second run
+# adds nothing: every line is in the lake exactly once), and shows the scope
+# verbs. `scopewatch run` (everything in one process) is still to come.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -11,6 +12,7 @@ cargo build --release --locked --bin scopewatch
 sw() { echo "\$ scopewatch $*" >&2; "$SCOPEWATCH_BIN" "$@"; }
 
 sw registry check sample-logs/registry.toml
+sw --config sample-logs/scopewatch.toml ingest --once
 sw scopes explain 'patient/*.read' 'patient/Observation.rs?category=laboratory' 'user/Patient.dus'
 sw scopes check --granted "launch/patient patient/Observation.rs" \
    --request "GET /fhir/r4/north/Observation?patient=123&category=laboratory"

@@ -46,8 +46,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Read the given files or folders to their end, commit, print a summary and exit
-    #[arg(long, requires = "paths")]
+    /// Read to the end, commit, print a summary and exit: the given paths,
+    /// or without paths the config's sources
+    #[arg(long)]
     pub once: bool,
     /// Files, folders or globs to backfill (with --once)
     #[arg(value_name = "PATH")]

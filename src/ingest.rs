@@ -42,6 +42,10 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
     if let Ok(key) = std::env::var("SCOPEWATCH_PSEUDONYM_KEY") {
         options.pseudonym_key = Some(key);
     }
+    if args.once && args.paths.is_empty() {
+        options.lake.max_age = Duration::from_secs(3600);
+        return backfill(&config.sources, options, &stop, args.quiet);
+    }
     if args.once {
         let env = Env::parse(&args.env)
             .with_context(|| format!("--env {:?}: use prod, sandbox or test", args.env))?;
