@@ -8,9 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use scopewatch_model::config::Config;
 use scopewatch_model::registry::{Registry, RegistryError};
 use scopewatch_model::request::{bundle_entries, classify, FhirBase, Interaction, RequestNeed};
-use scopewatch_model::scope::{
-    covers, infer_context, minimise, parse_scope_list, Coverage, Scope,
-};
+use scopewatch_model::scope::{covers, infer_context, minimise, parse_scope_list, Coverage, Scope};
 use scopewatch_model::Context;
 use serde_json::{json, Value};
 

@@ -32,6 +32,7 @@ fn init_logging() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -62,7 +63,9 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
         return backfill(&[source], options, &stop, args.quiet);
     }
     if !args.paths.is_empty() {
-        bail!("paths are only for a backfill: add --once, or put them in a [[source]] of the config");
+        bail!(
+            "paths are only for a backfill: add --once, or put them in a [[source]] of the config"
+        );
     }
     if let Some(addr) = &config.ingest.metrics_listen {
         let addr: std::net::SocketAddr = addr
@@ -78,7 +81,13 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
     tracing::info!(sources = config.sources.len(), data = %config.data_dir.display(), "following sources; SIGINT or SIGTERM stops");
     ingest.follow(&stop)?;
     let stats = ingest.stats().clone();
-    tracing::info!(lines = stats.lines, auth = stats.auth_events, access = stats.access_events, dead = stats.dead_lettered, "stopped; everything read is committed");
+    tracing::info!(
+        lines = stats.lines,
+        auth = stats.auth_events,
+        access = stats.access_events,
+        dead = stats.dead_lettered,
+        "stopped; everything read is committed"
+    );
     println!("{}", serde_json::to_string(&stats)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -108,7 +117,9 @@ fn backfill(
         let events: u64 = s.per_source.values().map(|p| p.events).sum();
         let dead: u64 = s.per_source.values().map(|p| p.dead_lettered).sum();
         let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        bar.set_message(format!("{events} events ({rate:.0}/s), {dead} dead-lettered"));
+        bar.set_message(format!(
+            "{events} events ({rate:.0}/s), {dead} dead-lettered"
+        ));
     })?;
     bar.finish_and_clear();
     let stats = ingest.stats();

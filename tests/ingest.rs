@@ -252,3 +252,98 @@ fn no_raw_token_or_patient_id_reaches_the_data_directory() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains(secret), "{secret:?} in the logs");
     }
 }
+
+/// A tmpfs of `size` mounted on `dir` for the test's lifetime (the test runs
+/// as root, as CI does here; a real full disk, not a simulated one).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "this test mounts a small tmpfs to fill it up and needs root (CI runs as root)");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_ingest_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&logs).unwrap();
+    let _fs = Tmpfs::mount(&data, "4m");
+    let config = write_config(dir.path(), &logs, &data);
+    let log = logs.join("gateway.ndjson");
+    let token = jwt("tok-full", "PAT-FULL-1");
+    append(&log, &(0..50).map(|s| access_line(s, "PAT-FULL-1", &token)).collect::<Vec<_>>());
+
+    let mut child = bin()
+        .args(["--config", config.to_str().unwrap(), "ingest"])
+        .env("SCOPEWATCH_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |rx: &std::sync::mpsc::Receiver<String>, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                if line.contains(what) {
+                    return line;
+                }
+            }
+        }
+        panic!("no log line containing {what:?} within 30 s");
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lake_counts(&data).0 < 50 {
+        assert!(Instant::now() < deadline, "first lines never landed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Fill the disk to the last byte, then let more lines arrive.
+    let filler = data.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while f.write_all(&small).is_ok() {}
+        let _ = f.flush();
+    }
+    append(&log, &(50..2050).map(|s| access_line(s, "PAT-FULL-1", &token)).collect::<Vec<_>>());
+    let line = wait_for(&rx, "disk full");
+    assert!(line.contains("paused"), "the log line says what happens: {line}");
+    assert!(!line.contains("PAT-FULL-1"));
+
+    // Space returns: ingest resumes on its own.
+    std::fs::remove_file(&filler).unwrap();
+    wait_for(&rx, "resumed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lake_counts(&data).0 < 2050 {
+        assert!(Instant::now() < deadline, "ingest did not catch up after space returned");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let (rows, ids, seqs) = lake_counts(&data);
+    assert_eq!((rows, ids, seqs), (2050, 2050, 2050), "every line once");
+}

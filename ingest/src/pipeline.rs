@@ -45,7 +45,9 @@ pub enum IngestError {
     },
     #[error("the checkpoint in the lake journal is damaged: {0}; move the data directory aside to start over")]
     Checkpoint(String),
-    #[error("no sources to read: add [[source]] tables to the config, or give paths to `ingest --once`")]
+    #[error(
+        "no sources to read: add [[source]] tables to the config, or give paths to `ingest --once`"
+    )]
     NoSources,
 }
 
@@ -154,9 +156,11 @@ impl Ingest {
         let writer = LakeWriter::open(&options.data_dir, options.lake.clone())?;
         let privacy =
             Pseudonymiser::load_or_create(&options.data_dir, options.pseudonym_key.as_deref())?;
-        let dead = DeadLetters::open(&options.data_dir, &privacy).map_err(|source| IngestError::DeadLetter {
-            dir: options.data_dir.join("deadletter"),
-            source,
+        let dead = DeadLetters::open(&options.data_dir, &privacy).map_err(|source| {
+            IngestError::DeadLetter {
+                dir: options.data_dir.join("deadletter"),
+                source,
+            }
         })?;
         let restored = writer.checkpoint().clone();
         let mut runtimes = Vec::new();
@@ -232,10 +236,13 @@ impl Ingest {
         let mut out: Vec<Parsed> = Vec::new();
         let mut event_id = String::new();
         for source in &mut self.sources {
-            let lines = source.tailer.read_available().map_err(|error| IngestError::Tail {
-                source_name: source.config.name.clone(),
-                error,
-            })?;
+            let lines = source
+                .tailer
+                .read_available()
+                .map_err(|error| IngestError::Tail {
+                    source_name: source.config.name.clone(),
+                    error,
+                })?;
             let name = source.config.name.as_str();
             let per = self.stats.per_source.entry(name.to_string()).or_default();
             if !lines.is_empty() {
@@ -351,6 +358,13 @@ impl Ingest {
                     self.stats.auth_events += stats.auth_rows as u64;
                     self.stats.access_events += stats.access_rows as u64;
                     self.stats.commits += 1;
+                    tracing::debug!(
+                        files = stats.files,
+                        auth = stats.auth_rows,
+                        access = stats.access_rows,
+                        lines = self.uncommitted_lines,
+                        "committed"
+                    );
                     self.uncommitted_lines = 0;
                     self.uncommitted_since = None;
                     self.refresh_totals();
@@ -378,6 +392,34 @@ impl Ingest {
         }
     }
 
+    /// One log line per source: what it read, wrote and how far behind it is.
+    pub fn log_sources(&self) {
+        for s in &self.sources {
+            let st = self
+                .stats
+                .per_source
+                .get(&s.config.name)
+                .cloned()
+                .unwrap_or_default();
+            let lag: u64 = s
+                .tailer
+                .file_stats()
+                .iter()
+                .map(|f| f.size.saturating_sub(f.offset))
+                .sum();
+            tracing::info!(
+                source = %s.config.name,
+                lines = st.lines,
+                bytes = st.bytes,
+                events = st.events,
+                dead_lettered = st.dead_lettered,
+                lag_bytes = lag,
+                commits = self.stats.commits,
+                "source status"
+            );
+        }
+    }
+
     fn refresh_totals(&mut self) {
         let mut lines = 0;
         let mut bytes = 0;
@@ -386,9 +428,12 @@ impl Ingest {
             lines += s.lines;
             bytes += s.bytes;
             dead += s.dead_lettered;
-            metrics::gauge!("scopewatch_source_lines_read", "source" => name.clone()).set(s.lines as f64);
-            metrics::gauge!("scopewatch_source_bytes_read", "source" => name.clone()).set(s.bytes as f64);
-            metrics::gauge!("scopewatch_source_events", "source" => name.clone()).set(s.events as f64);
+            metrics::gauge!("scopewatch_source_lines_read", "source" => name.clone())
+                .set(s.lines as f64);
+            metrics::gauge!("scopewatch_source_bytes_read", "source" => name.clone())
+                .set(s.bytes as f64);
+            metrics::gauge!("scopewatch_source_events", "source" => name.clone())
+                .set(s.events as f64);
             metrics::gauge!("scopewatch_source_dead_lettered", "source" => name.clone())
                 .set(s.dead_lettered as f64);
         }
@@ -431,7 +476,12 @@ impl Ingest {
     /// Follows every source until `stop` is set, then commits what is
     /// buffered (`scopewatch ingest` with a config).
     pub fn follow(&mut self, stop: &AtomicBool) -> Result<(), IngestError> {
+        let mut last_report = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if last_report.elapsed() >= Duration::from_secs(60) {
+                self.log_sources();
+                last_report = Instant::now();
+            }
             let read = self.poll()?;
             if self.should_commit() {
                 self.commit(stop)?;
