@@ -392,6 +392,16 @@ impl Ingest {
         }
     }
 
+    /// Compacts the small files of past days (see [`LakeWriter::compact`]).
+    pub fn compact(&mut self) -> Result<usize, IngestError> {
+        let today = time::OffsetDateTime::now_utc().date().to_string();
+        let replaced = self.writer.compact(&today, 2)?;
+        if replaced > 0 {
+            tracing::info!(files = replaced, "compacted small files of past days");
+        }
+        Ok(replaced)
+    }
+
     /// One log line per source: what it read, wrote and how far behind it is.
     pub fn log_sources(&self) {
         for s in &self.sources {
@@ -468,6 +478,7 @@ impl Ingest {
             if read == 0 || stop.load(Ordering::Relaxed) {
                 self.commit(stop)?;
                 progress(&self.stats);
+                self.compact()?;
                 return Ok(());
             }
         }
@@ -477,10 +488,15 @@ impl Ingest {
     /// buffered (`scopewatch ingest` with a config).
     pub fn follow(&mut self, stop: &AtomicBool) -> Result<(), IngestError> {
         let mut last_report = Instant::now();
+        let mut last_compaction: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             if last_report.elapsed() >= Duration::from_secs(60) {
                 self.log_sources();
                 last_report = Instant::now();
+            }
+            if last_compaction.is_none_or(|t| t.elapsed() >= Duration::from_secs(600)) {
+                self.compact()?;
+                last_compaction = Some(Instant::now());
             }
             let read = self.poll()?;
             if self.should_commit() {
