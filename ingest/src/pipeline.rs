@@ -131,6 +131,22 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
+/// Bytes a tailer's files hold beyond what it has read.
+fn lag(tailer: &Tailer) -> u64 {
+    tailer
+        .file_stats()
+        .iter()
+        .map(|f| f.size.saturating_sub(f.offset))
+        .sum()
+}
+
+fn dead_letter_error(data_dir: &Path, source: std::io::Error) -> IngestError {
+    IngestError::DeadLetter {
+        dir: scopewatch_model::lake::dead_letter_dir(data_dir),
+        source,
+    }
+}
+
 /// The checkpoint the journal carries: each source's tailer positions.
 fn checkpoint_json(sources: &[SourceRuntime]) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = sources
@@ -156,12 +172,8 @@ impl Ingest {
         let writer = LakeWriter::open(&options.data_dir, options.lake.clone())?;
         let privacy =
             Pseudonymiser::load_or_create(&options.data_dir, options.pseudonym_key.as_deref())?;
-        let dead = DeadLetters::open(&options.data_dir, &privacy).map_err(|source| {
-            IngestError::DeadLetter {
-                dir: options.data_dir.join("deadletter"),
-                source,
-            }
-        })?;
+        let dead = DeadLetters::open(&options.data_dir, &privacy)
+            .map_err(|e| dead_letter_error(&options.data_dir, e))?;
         let restored = writer.checkpoint().clone();
         let mut runtimes = Vec::new();
         for source in sources {
@@ -222,11 +234,7 @@ impl Ingest {
 
     /// Bytes each source still has to read (file sizes minus positions).
     pub fn lag_bytes(&self) -> u64 {
-        self.sources
-            .iter()
-            .flat_map(|s| s.tailer.file_stats())
-            .map(|f| f.size.saturating_sub(f.offset))
-            .sum()
+        self.sources.iter().map(|s| lag(&s.tailer)).sum()
     }
 
     /// Reads what every source has now, parses it and buffers the events.
@@ -254,22 +262,14 @@ impl Ingest {
                 per.bytes += line.full_len + 1;
                 let path = line.path.to_string_lossy();
                 if line.oversized {
+                    let reason = format!(
+                        "line of {} bytes exceeds max_line_bytes ({})",
+                        line.full_len,
+                        line.bytes.len()
+                    );
                     self.dead
-                        .record(
-                            name,
-                            Some(&path),
-                            Some(line.offset),
-                            &format!(
-                                "line of {} bytes exceeds max_line_bytes ({})",
-                                line.full_len,
-                                line.bytes.len()
-                            ),
-                            line.bytes,
-                        )
-                        .map_err(|source| IngestError::DeadLetter {
-                            dir: self.data_dir.join("deadletter"),
-                            source,
-                        })?;
+                        .record(name, Some(&path), Some(line.offset), &reason, line.bytes)
+                        .map_err(|e| dead_letter_error(&self.data_dir, e))?;
                     per.dead_lettered += 1;
                     continue;
                 }
@@ -298,18 +298,10 @@ impl Ingest {
                         per.events += out.len() as u64;
                     }
                     Err(reason) => {
+                        let reason = reason.to_string();
                         self.dead
-                            .record(
-                                name,
-                                Some(&path),
-                                Some(line.offset),
-                                &reason.to_string(),
-                                line.bytes,
-                            )
-                            .map_err(|source| IngestError::DeadLetter {
-                                dir: self.data_dir.join("deadletter"),
-                                source,
-                            })?;
+                            .record(name, Some(&path), Some(line.offset), &reason, line.bytes)
+                            .map_err(|e| dead_letter_error(&self.data_dir, e))?;
                         per.dead_lettered += 1;
                     }
                 }
@@ -335,10 +327,7 @@ impl Ingest {
     pub fn commit(&mut self, stop: &AtomicBool) -> Result<(), IngestError> {
         self.dead
             .flush_durable()
-            .map_err(|source| IngestError::DeadLetter {
-                dir: self.data_dir.join("deadletter"),
-                source,
-            })?;
+            .map_err(|e| dead_letter_error(&self.data_dir, e))?;
         let checkpoint = checkpoint_json(&self.sources);
         let dead_lengths = self.dead.lengths().clone();
         let batches = self.writer.take_batches();
@@ -411,19 +400,13 @@ impl Ingest {
                 .get(&s.config.name)
                 .cloned()
                 .unwrap_or_default();
-            let lag: u64 = s
-                .tailer
-                .file_stats()
-                .iter()
-                .map(|f| f.size.saturating_sub(f.offset))
-                .sum();
             tracing::info!(
                 source = %s.config.name,
                 lines = st.lines,
                 bytes = st.bytes,
                 events = st.events,
                 dead_lettered = st.dead_lettered,
-                lag_bytes = lag,
+                lag_bytes = lag(&s.tailer),
                 commits = self.stats.commits,
                 "source status"
             );
@@ -448,14 +431,8 @@ impl Ingest {
                 .set(s.dead_lettered as f64);
         }
         for s in &self.sources {
-            let lag: u64 = s
-                .tailer
-                .file_stats()
-                .iter()
-                .map(|f| f.size.saturating_sub(f.offset))
-                .sum();
             metrics::gauge!("scopewatch_source_lag_bytes", "source" => s.config.name.clone())
-                .set(lag as f64);
+                .set(lag(&s.tailer) as f64);
         }
         self.stats.lines = lines;
         self.stats.bytes = bytes;
