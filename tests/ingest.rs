@@ -105,7 +105,11 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5c0e);
     let mut written = 0u64;
-    let kills = 24;
+    // bench/crash-soak.sh runs this with hundreds of kills.
+    let kills: u32 = std::env::var("SCOPEWATCH_CRASH_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(24);
     for _ in 0..kills {
         let mut child = bin()
             .args(["--config", config.to_str().unwrap(), "ingest"])
