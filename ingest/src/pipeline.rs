@@ -16,7 +16,7 @@ use crate::deadletter::DeadLetters;
 use crate::formats;
 use crate::lake::{LakeConfig, LakeError, LakeWriter};
 use crate::privacy::{PrivacyError, Pseudonymiser};
-use crate::tail::{Checkpoints, StartAt, TailConfig, TailError, Tailer};
+use crate::tail::{Checkpoints, LineRef, StartAt, TailConfig, TailError, Tailer};
 
 /// Why ingest stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +120,8 @@ pub struct Ingest {
     uncommitted_lines: u64,
     uncommitted_since: Option<Instant>,
     max_age: Duration,
+    /// Parser threads.
+    threads: usize,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -129,6 +131,60 @@ impl std::fmt::Debug for Ingest {
             .field("data_dir", &self.data_dir)
             .finish()
     }
+}
+
+/// What became of one line.
+enum Outcome {
+    /// It gave this many events (the next ones in the chunk's event list).
+    Events(usize),
+    /// It goes to the dead letters, for this reason.
+    Dead(String),
+}
+
+/// Parses lines of one source; runs on a parser thread.
+fn parse_lines(
+    lines: &[LineRef<'_>],
+    source: &SourceRuntime,
+    privacy: &Pseudonymiser,
+    fhir_base: &FhirBase,
+) -> (Vec<Parsed>, Vec<Outcome>) {
+    use std::fmt::Write;
+    let name = source.config.name.as_str();
+    let mut events = Vec::with_capacity(lines.len());
+    let mut outcomes = Vec::with_capacity(lines.len());
+    let mut event_id = String::new();
+    for line in lines {
+        if line.oversized {
+            outcomes.push(Outcome::Dead(format!(
+                "line of {} bytes exceeds max_line_bytes ({})",
+                line.full_len,
+                line.bytes.len()
+            )));
+            continue;
+        }
+        event_id.clear();
+        let _ = write!(event_id, "{name}:{}:{}", line.file_key, line.offset);
+        let path = line.path.to_string_lossy();
+        let ctx = LineContext {
+            source: name,
+            event_id: &event_id,
+            source_file: Some(&path),
+            offset: Some(line.offset),
+            tenant: source.config.tenant.as_deref(),
+            env: source.config.env,
+            privacy,
+            fhir_base,
+        };
+        let before = events.len();
+        match source.adapter.parse_line(line.bytes, &ctx, &mut events) {
+            Ok(()) => outcomes.push(Outcome::Events(events.len() - before)),
+            Err(reason) => {
+                events.truncate(before);
+                outcomes.push(Outcome::Dead(reason.to_string()));
+            }
+        }
+    }
+    (events, outcomes)
 }
 
 /// Bytes a tailer's files hold beyond what it has read.
@@ -221,6 +277,7 @@ impl Ingest {
             uncommitted_lines: 0,
             uncommitted_since: None,
             max_age: options.lake.max_age,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         })
     }
 
@@ -241,68 +298,67 @@ impl Ingest {
     /// Returns the number of lines read.
     pub fn poll(&mut self) -> Result<u64, IngestError> {
         let mut read = 0;
-        let mut out: Vec<Parsed> = Vec::new();
-        let mut event_id = String::new();
         for source in &mut self.sources {
-            let lines = source
+            let batch = source
                 .tailer
                 .read_available()
                 .map_err(|error| IngestError::Tail {
                     source_name: source.config.name.clone(),
                     error,
                 })?;
+            if batch.is_empty() {
+                continue;
+            }
+            self.uncommitted_since.get_or_insert_with(Instant::now);
+            let lines: Vec<LineRef<'_>> = batch.iter().collect();
+            // Parsing (JSON, JWT claims, HMAC, FHIR paths) is the costly part:
+            // spread it over the cores, then apply the results in line order.
+            let threads = if lines.len() >= 4096 { self.threads } else { 1 };
+            let chunk = lines.len().div_ceil(threads);
+            let parse =
+                |part: &[LineRef<'_>]| parse_lines(part, source, &self.privacy, &self.fhir_base);
+            let parsed: Vec<(Vec<Parsed>, Vec<Outcome>)> = if threads == 1 {
+                vec![parse(&lines)]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = lines
+                        .chunks(chunk)
+                        .map(|part| scope.spawn(move || parse(part)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("a parser thread panicked"))
+                        .collect()
+                })
+            };
             let name = source.config.name.as_str();
             let per = self.stats.per_source.entry(name.to_string()).or_default();
-            if !lines.is_empty() {
-                self.uncommitted_since.get_or_insert_with(Instant::now);
-            }
-            for line in lines.iter() {
-                read += 1;
-                per.lines += 1;
-                per.bytes += line.full_len + 1;
-                let path = line.path.to_string_lossy();
-                if line.oversized {
-                    let reason = format!(
-                        "line of {} bytes exceeds max_line_bytes ({})",
-                        line.full_len,
-                        line.bytes.len()
-                    );
-                    self.dead
-                        .record(name, Some(&path), Some(line.offset), &reason, line.bytes)
-                        .map_err(|e| dead_letter_error(&self.data_dir, e))?;
-                    per.dead_lettered += 1;
-                    continue;
-                }
-                event_id.clear();
-                use std::fmt::Write;
-                let _ = write!(event_id, "{name}:{}:{}", line.file_key, line.offset);
-                let ctx = LineContext {
-                    source: name,
-                    event_id: &event_id,
-                    source_file: Some(&path),
-                    offset: Some(line.offset),
-                    tenant: source.config.tenant.as_deref(),
-                    env: source.config.env,
-                    privacy: &self.privacy,
-                    fhir_base: &self.fhir_base,
-                };
-                out.clear();
-                match source.adapter.parse_line(line.bytes, &ctx, &mut out) {
-                    Ok(()) => {
-                        for parsed in &out {
-                            match parsed {
-                                Parsed::Auth(e) => self.writer.push_auth(e),
-                                Parsed::Access(e) => self.writer.push_access(e),
+            let mut line_iter = lines.iter();
+            for (events, outcomes) in &parsed {
+                let mut next_event = 0;
+                for outcome in outcomes {
+                    let line = line_iter.next().expect("one outcome per line");
+                    read += 1;
+                    per.lines += 1;
+                    per.bytes += line.full_len + 1;
+                    match outcome {
+                        Outcome::Events(n) => {
+                            for parsed in &events[next_event..next_event + n] {
+                                match parsed {
+                                    Parsed::Auth(e) => self.writer.push_auth(e),
+                                    Parsed::Access(e) => self.writer.push_access(e),
+                                }
                             }
+                            next_event += n;
+                            per.events += *n as u64;
                         }
-                        per.events += out.len() as u64;
-                    }
-                    Err(reason) => {
-                        let reason = reason.to_string();
-                        self.dead
-                            .record(name, Some(&path), Some(line.offset), &reason, line.bytes)
-                            .map_err(|e| dead_letter_error(&self.data_dir, e))?;
-                        per.dead_lettered += 1;
+                        Outcome::Dead(reason) => {
+                            let path = line.path.to_string_lossy();
+                            self.dead
+                                .record(name, Some(&path), Some(line.offset), reason, line.bytes)
+                                .map_err(|e| dead_letter_error(&self.data_dir, e))?;
+                            per.dead_lettered += 1;
+                        }
                     }
                 }
             }
