@@ -44,7 +44,11 @@ fn access_line(seq: u64, patient: &str, token: &str) -> String {
 }
 
 fn append(path: &Path, lines: &[String]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     let mut buf = String::new();
     for l in lines {
         buf.push_str(l);
@@ -77,7 +81,14 @@ paths = [{glob:?}]
 }
 
 fn lake_counts(data: &Path) -> (u64, u64, u64) {
-    let lake = Lake::open(data, &EngineLimits { memory_limit_mib: 256, threads: 1 }).unwrap();
+    let lake = Lake::open(
+        data,
+        &EngineLimits {
+            memory_limit_mib: 256,
+            threads: 1,
+        },
+    )
+    .unwrap();
     lake.connection()
         .query_row(
             "SELECT count(*), count(DISTINCT event_id), count(DISTINCT bytes) FROM access",
@@ -121,8 +132,9 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
         let until = Instant::now() + Duration::from_millis(rng.random_range(40..400));
         while Instant::now() < until {
             let n = rng.random_range(1..400);
-            let lines: Vec<String> =
-                (written..written + n).map(|s| access_line(s, "PAT-CRASH-1", &token)).collect();
+            let lines: Vec<String> = (written..written + n)
+                .map(|s| access_line(s, "PAT-CRASH-1", &token))
+                .collect();
             append(&log, &lines);
             written += n;
             std::thread::sleep(Duration::from_millis(rng.random_range(1..30)));
@@ -150,7 +162,10 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     assert!(status.success(), "clean stop after SIGTERM: {status}");
 
     let (rows, ids, seqs) = lake_counts(&data);
-    assert_eq!(seqs, written, "every written line is in the lake ({kills} kills)");
+    assert_eq!(
+        seqs, written,
+        "every written line is in the lake ({kills} kills)"
+    );
     assert_eq!(rows, written, "and none twice");
     assert_eq!(ids, written, "event ids are unique");
 }
@@ -168,7 +183,14 @@ fn sigterm(child: &Child) {
 /// Every string value in every Parquet file of the lake, decoded (the files
 /// are zstd-compressed, so grepping their bytes would prove nothing).
 fn lake_text(data: &Path) -> String {
-    let lake = Lake::open(data, &EngineLimits { memory_limit_mib: 256, threads: 1 }).unwrap();
+    let lake = Lake::open(
+        data,
+        &EngineLimits {
+            memory_limit_mib: 256,
+            threads: 1,
+        },
+    )
+    .unwrap();
     let mut text = String::new();
     for view in ["auth", "access"] {
         let mut stmt = lake
@@ -216,16 +238,30 @@ fn no_raw_token_or_patient_id_reaches_the_data_directory() {
             r#"{{"stream":"auth","ts":"2026-11-20T10:00:00Z","tenant":"north","kind":"token","client_id":"cardio-insight","user":"dr-who-7","patient":"PAT-SECRET-0042","token":"{token}","refresh_token":"refresh-Qq93kd81","scopes_granted":"launch patient/Observation.rs"}}"#
         ),
         // Malformed lines carrying secrets go to the dead-letter file, redacted.
-        format!(r#"{{"stream":"access","ts":"2026-11-20T10:00:00Z","patient":"PAT-SECRET-0099","token":"{token}""#),
+        format!(
+            r#"{{"stream":"access","ts":"2026-11-20T10:00:00Z","patient":"PAT-SECRET-0099","token":"{token}""#
+        ),
         format!("GET /fhir/Patient/PAT-SECRET-0123 Authorization: Bearer {opaque}"),
     ];
     append(&logs.join("gw.ndjson"), &lines);
     let out = bin()
-        .args(["--data", data.to_str().unwrap(), "ingest", "--once", "--quiet", "--tenant", "north"])
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "ingest",
+            "--once",
+            "--quiet",
+            "--tenant",
+            "north",
+        ])
         .arg(logs.to_str().unwrap())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["events"]["access"], 2);
     assert_eq!(summary["events"]["auth"], 1);
@@ -244,16 +280,27 @@ fn no_raw_token_or_patient_id_reaches_the_data_directory() {
     ];
     let mut files = Vec::new();
     all_file_bytes(&data, &mut files);
-    assert!(files.iter().any(|(p, _)| p.to_string_lossy().contains("deadletter")));
+    assert!(files
+        .iter()
+        .any(|(p, _)| p.to_string_lossy().contains("deadletter")));
     let decoded = lake_text(&data);
-    assert!(decoded.contains("jti:jti-4471"), "the token id is kept: {decoded}");
+    assert!(
+        decoded.contains("jti:jti-4471"),
+        "the token id is kept: {decoded}"
+    );
     for secret in secrets {
         for (path, bytes) in &files {
             let hit = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
             assert!(!hit, "{secret:?} found in {}", path.display());
         }
-        assert!(!decoded.contains(secret), "{secret:?} found in the lake's values");
-        assert!(!String::from_utf8_lossy(&out.stderr).contains(secret), "{secret:?} in the logs");
+        assert!(
+            !decoded.contains(secret),
+            "{secret:?} found in the lake's values"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains(secret),
+            "{secret:?} in the logs"
+        );
     }
 }
 
@@ -265,10 +312,20 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.to_str().unwrap(),
+            ])
             .status()
             .expect("mount runs");
-        assert!(status.success(), "this test mounts a small tmpfs to fill it up and needs root (CI runs as root)");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill it up and needs root (CI runs as root)"
+        );
         Tmpfs(dir.to_path_buf())
     }
 }
@@ -289,7 +346,12 @@ fn a_full_disk_pauses_ingest_and_loses_nothing() {
     let config = write_config(dir.path(), &logs, &data);
     let log = logs.join("gateway.ndjson");
     let token = jwt("tok-full", "PAT-FULL-1");
-    append(&log, &(0..50).map(|s| access_line(s, "PAT-FULL-1", &token)).collect::<Vec<_>>());
+    append(
+        &log,
+        &(0..50)
+            .map(|s| access_line(s, "PAT-FULL-1", &token))
+            .collect::<Vec<_>>(),
+    );
 
     let mut child = bin()
         .args(["--config", config.to_str().unwrap(), "ingest"])
@@ -302,7 +364,10 @@ fn a_full_disk_pauses_ingest_and_loses_nothing() {
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -333,9 +398,17 @@ fn a_full_disk_pauses_ingest_and_loses_nothing() {
         while f.write_all(&small).is_ok() {}
         let _ = f.flush();
     }
-    append(&log, &(50..2050).map(|s| access_line(s, "PAT-FULL-1", &token)).collect::<Vec<_>>());
+    append(
+        &log,
+        &(50..2050)
+            .map(|s| access_line(s, "PAT-FULL-1", &token))
+            .collect::<Vec<_>>(),
+    );
     let line = wait_for(&rx, "disk full");
-    assert!(line.contains("paused"), "the log line says what happens: {line}");
+    assert!(
+        line.contains("paused"),
+        "the log line says what happens: {line}"
+    );
     assert!(!line.contains("PAT-FULL-1"));
 
     // Space returns: ingest resumes on its own.
@@ -343,7 +416,10 @@ fn a_full_disk_pauses_ingest_and_loses_nothing() {
     wait_for(&rx, "resumed");
     let deadline = Instant::now() + Duration::from_secs(30);
     while lake_counts(&data).0 < 2050 {
-        assert!(Instant::now() < deadline, "ingest did not catch up after space returned");
+        assert!(
+            Instant::now() < deadline,
+            "ingest did not catch up after space returned"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     sigterm(&child);
