@@ -127,8 +127,9 @@ pub struct Journal {
 
 /// A stream's buffered rows for one UTC day.
 enum Buffer {
-    Auth(AuthBatchBuilder),
-    Access(AccessBatchBuilder),
+    // Boxed: the builders differ in size and sit in a map.
+    Auth(Box<AuthBatchBuilder>),
+    Access(Box<AccessBatchBuilder>),
 }
 
 /// Buffers events and commits them with their checkpoint.
@@ -319,7 +320,7 @@ impl LakeWriter {
         match self
             .buffers
             .entry((AuthEvent::STREAM, day))
-            .or_insert_with(|| Buffer::Auth(AuthBatchBuilder::with_capacity(4096)))
+            .or_insert_with(|| Buffer::Auth(Box::new(AuthBatchBuilder::with_capacity(4096))))
         {
             Buffer::Auth(b) => b.push(event),
             Buffer::Access(_) => unreachable!("keyed by stream"),
@@ -332,7 +333,7 @@ impl LakeWriter {
         match self
             .buffers
             .entry((AccessEvent::STREAM, day))
-            .or_insert_with(|| Buffer::Access(AccessBatchBuilder::with_capacity(4096)))
+            .or_insert_with(|| Buffer::Access(Box::new(AccessBatchBuilder::with_capacity(4096))))
         {
             Buffer::Access(b) => b.push(event),
             Buffer::Auth(_) => unreachable!("keyed by stream"),

@@ -162,7 +162,7 @@ fn parse_key_text(text: &str) -> Result<Vec<u8>, &'static str> {
     if text.is_empty() {
         return Err("it is empty");
     }
-    let key = if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let key = if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         hex::decode(text).map_err(|_| "it is not valid hex")?
     } else {
         B64STD

@@ -799,7 +799,7 @@ pub fn minimise<'a>(uses: impl IntoIterator<Item = &'a Scope>) -> Minimised {
         }
     }
     let mut scopes: Vec<Scope> = others;
-    scopes.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    scopes.sort_by_key(|s| s.to_string());
     for ((context, resource, filter), perms) in &merged {
         let mut left = *perms;
         let wildcard = merged
