@@ -38,8 +38,20 @@ fn explain_prints_one_object_per_scope() {
     assert!(out.status.success());
     let v = json_lines(&out);
     assert_eq!(v.len(), 3);
-    for key in ["input", "valid", "version", "context", "resource", "permissions", "filter", "error"] {
-        assert!(v.iter().all(|o| o.get(key).is_some()), "every object has `{key}`");
+    for key in [
+        "input",
+        "valid",
+        "version",
+        "context",
+        "resource",
+        "permissions",
+        "filter",
+        "error",
+    ] {
+        assert!(
+            v.iter().all(|o| o.get(key).is_some()),
+            "every object has `{key}`"
+        );
     }
     assert_eq!(v[0]["valid"], true);
     assert_eq!(v[0]["version"], "v1");
@@ -65,7 +77,11 @@ fn check_judges_a_request_against_its_grants() {
         "--request",
         "GET /fhir/r4/tenant-a/Observation?patient=123&category=laboratory",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = &json_lines(&out)[0];
     assert_eq!(v["interaction"], "search");
     assert_eq!(v["resource"], "Observation");
@@ -103,7 +119,14 @@ fn check_judges_a_request_against_its_grants() {
     assert_eq!(v["coverage"], "indeterminate");
 
     // capabilities need nothing
-    let out = scopewatch(&["scopes", "check", "--granted", "", "--request", "GET /fhir/metadata"]);
+    let out = scopewatch(&[
+        "scopes",
+        "check",
+        "--granted",
+        "",
+        "--request",
+        "GET /fhir/metadata",
+    ]);
     let v = &json_lines(&out)[0];
     assert_eq!(v["interaction"], "capabilities");
     assert_eq!(v["required"], Value::Null);
@@ -134,7 +157,11 @@ fn check_judges_a_transaction_entry_by_entry() {
         "--bundle",
         bundle.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = &json_lines(&out)[0];
     assert_eq!(v["interaction"], "batch");
     let entries = v["entries"].as_array().unwrap();
@@ -145,16 +172,33 @@ fn check_judges_a_transaction_entry_by_entry() {
     assert_eq!(entries[1]["covered"], true);
     assert_eq!(entries[2]["required"], "user/Condition.d");
     assert_eq!(entries[2]["covered"], false);
-    assert_eq!(v["covered"], false, "one entry not covered fails the bundle");
+    assert_eq!(
+        v["covered"], false,
+        "one entry not covered fails the bundle"
+    );
 }
 
 #[test]
 fn check_refuses_what_is_not_a_fhir_request() {
-    let out = scopewatch(&["scopes", "check", "--granted", "patient/*.rs", "--request", "GET /fhir/Observaton/1"]);
+    let out = scopewatch(&[
+        "scopes",
+        "check",
+        "--granted",
+        "patient/*.rs",
+        "--request",
+        "GET /fhir/Observaton/1",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Observation"), "suggests the type: {err}");
-    let out = scopewatch(&["scopes", "check", "--granted", "patient/*.rs", "--request", "nonsense"]);
+    let out = scopewatch(&[
+        "scopes",
+        "check",
+        "--granted",
+        "patient/*.rs",
+        "--request",
+        "nonsense",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -170,18 +214,28 @@ fn minimise_prints_the_least_privilege_set() {
     ]);
     assert!(out.status.success());
     let v = &json_lines(&out)[0];
-    assert_eq!(v["scope"], "launch patient/Condition.r patient/Observation.rs");
+    assert_eq!(
+        v["scope"],
+        "launch patient/Condition.r patient/Observation.rs"
+    );
     assert_eq!(v["scopes"].as_array().unwrap().len(), 3);
 
     let out = scopewatch(&["scopes", "minimise", "--used", "patient/Observation.sr"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(json_lines(&out)[0]["rejected"][0]["input"], "patient/Observation.sr");
+    assert_eq!(
+        json_lines(&out)[0]["rejected"][0]["input"],
+        "patient/Observation.sr"
+    );
 }
 
 #[test]
 fn the_sample_registry_passes() {
     let out = scopewatch(&["registry", "check", sample_registry().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = &json_lines(&out)[0];
     assert_eq!(v["valid"], true);
     assert!(v["apps"].as_u64().unwrap() >= 8);
@@ -206,7 +260,10 @@ fn a_broken_registry_fails_naming_the_field() {
     let v = &json_lines(&out)[0];
     assert_eq!(v["valid"], false);
     assert!(v["problems"][0]["app"].is_string());
-    assert!(v["problems"][0]["field"].as_str().unwrap().starts_with("approved_scopes["));
+    assert!(v["problems"][0]["field"]
+        .as_str()
+        .unwrap()
+        .starts_with("approved_scopes["));
 
     // an unknown field: toml names it
     let broken = text.replacen("tier = 2", "tier = 2\ncolour = \"blue\"", 1);
@@ -216,7 +273,11 @@ fn a_broken_registry_fails_naming_the_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
 
     // a missing file is an error of its own
-    let out = scopewatch(&["registry", "check", dir.path().join("nope.toml").to_str().unwrap()]);
+    let out = scopewatch(&[
+        "registry",
+        "check",
+        dir.path().join("nope.toml").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
 }
@@ -234,7 +295,11 @@ fn the_config_supplies_the_registry_and_fhir_base() {
     )
     .unwrap();
     let out = scopewatch(&["--config", config.to_str().unwrap(), "registry", "check"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // with the base configured, a tenant segment is not mistaken for anything
     let out = scopewatch(&[
         "--config",
@@ -252,7 +317,13 @@ fn the_config_supplies_the_registry_and_fhir_base() {
 
     // a typo in the config stops the program before it does anything
     std::fs::write(&config, "registy = \"x\"\n").unwrap();
-    let out = scopewatch(&["--config", config.to_str().unwrap(), "scopes", "explain", "launch"]);
+    let out = scopewatch(&[
+        "--config",
+        config.to_str().unwrap(),
+        "scopes",
+        "explain",
+        "launch",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("registy"));
     assert!(out.stdout.is_empty());

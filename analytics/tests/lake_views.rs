@@ -49,7 +49,8 @@ fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
+    let mut w =
+        ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
     w.write(batch).unwrap();
     w.close().unwrap();
 }
@@ -57,7 +58,9 @@ fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) {
 fn describe(lake: &Lake, view: &str) -> Vec<(String, String)> {
     let mut stmt = lake
         .connection()
-        .prepare(&format!("SELECT column_name, column_type FROM (DESCRIBE {view})"))
+        .prepare(&format!(
+            "SELECT column_name, column_type FROM (DESCRIBE {view})"
+        ))
         .unwrap();
     stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
         .unwrap()
@@ -77,9 +80,15 @@ fn duckdb_reads_the_lake_with_the_model_schema() {
     let mut b = AuthBatchBuilder::default();
     b.push(&auth("a1", "2026-11-22T23:59:59.999999Z", AuthKind::Token));
     b.push(&auth("a2", "2026-11-22T10:00:00Z", AuthKind::Refresh));
-    write_parquet(&dir.path().join("lake/auth/date=2026-11-22/part-0.parquet"), &b.finish());
+    write_parquet(
+        &dir.path().join("lake/auth/date=2026-11-22/part-0.parquet"),
+        &b.finish(),
+    );
     b.push(&auth("a3", "2026-11-23T00:00:00Z", AuthKind::Revoke));
-    write_parquet(&dir.path().join("lake/auth/date=2026-11-23/part-0.parquet"), &b.finish());
+    write_parquet(
+        &dir.path().join("lake/auth/date=2026-11-23/part-0.parquet"),
+        &b.finish(),
+    );
 
     let mut a = AccessBatchBuilder::default();
     a.push(&AccessEvent {
@@ -108,9 +117,20 @@ fn duckdb_reads_the_lake_with_the_model_schema() {
         source_file: None,
         source_offset: None,
     });
-    write_parquet(&dir.path().join("lake/access/date=2026-11-23/part-0.parquet"), &a.finish());
+    write_parquet(
+        &dir.path()
+            .join("lake/access/date=2026-11-23/part-0.parquet"),
+        &a.finish(),
+    );
 
-    let lake = Lake::open(dir.path(), &EngineLimits { memory_limit_mib: 256, threads: 1 }).unwrap();
+    let lake = Lake::open(
+        dir.path(),
+        &EngineLimits {
+            memory_limit_mib: 256,
+            threads: 1,
+        },
+    )
+    .unwrap();
     assert_eq!(lake.row_count("auth").unwrap(), 3);
     assert_eq!(lake.row_count("access").unwrap(), 1);
 
@@ -131,7 +151,10 @@ fn duckdb_reads_the_lake_with_the_model_schema() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(per_day, vec![("2026-11-22".into(), 2), ("2026-11-23".into(), 1)]);
+    assert_eq!(
+        per_day,
+        vec![("2026-11-22".into(), 2), ("2026-11-23".into(), 1)]
+    );
     let (micros, scopes, kind): (i64, String, String) = conn
         .query_row(
             "SELECT epoch_us(ts), array_to_string(scopes_granted, ' '), kind FROM auth WHERE event_id = ?",
@@ -139,7 +162,12 @@ fn duckdb_reads_the_lake_with_the_model_schema() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!(micros, Timestamp::parse_rfc3339("2026-11-22T23:59:59.999999Z").unwrap().0);
+    assert_eq!(
+        micros,
+        Timestamp::parse_rfc3339("2026-11-22T23:59:59.999999Z")
+            .unwrap()
+            .0
+    );
     assert_eq!(scopes, "launch patient/Observation.rs");
     assert_eq!(kind, "token");
     // a call joins to the token's grant

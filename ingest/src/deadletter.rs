@@ -117,7 +117,8 @@ impl DeadLetters {
                 old.flush()?;
                 old.get_ref().sync_data()?;
                 let len = old.get_ref().metadata()?.len();
-                self.lengths.insert(format!("{DEADLETTER_DIR}/{old_date}.ndjson"), len);
+                self.lengths
+                    .insert(format!("{DEADLETTER_DIR}/{old_date}.ndjson"), len);
             }
         }
         if self.current.is_none() {
@@ -142,7 +143,8 @@ impl DeadLetters {
                 w.flush()?;
                 w.get_ref().sync_data()?;
                 let len = w.get_ref().metadata()?.len();
-                self.lengths.insert(format!("{DEADLETTER_DIR}/{date}.ndjson"), len);
+                self.lengths
+                    .insert(format!("{DEADLETTER_DIR}/{date}.ndjson"), len);
             }
         }
         self.dirty = false;

@@ -5,10 +5,10 @@
 //! checkpoints that advance only once the data is durable.
 //!
 //! The event types and their Arrow schema come from `scopewatch_model::events`.
-pub mod lake;
-pub mod tail;
 pub mod adapter;
 pub mod deadletter;
 pub mod formats;
-pub mod privacy;
+pub mod lake;
 pub mod pipeline;
+pub mod privacy;
+pub mod tail;

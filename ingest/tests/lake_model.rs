@@ -54,7 +54,11 @@ impl World {
             self.written.push(self.next_seq);
             self.next_seq += 1;
         }
-        let mut f = fs::OpenOptions::new().create(true).append(true).open(self.live()).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.live())
+            .unwrap();
         // Sometimes the last line arrives in two writes: the tailer must wait.
         if rng.random_bool(0.3) && text.len() > 10 {
             let cut = text.len() - 5;
@@ -116,7 +120,9 @@ fn drain(ingest: &mut Ingest) {
 fn lake_seqs(data: &Path) -> Vec<u64> {
     let mut seqs = Vec::new();
     let root = data.join("lake/access");
-    let Ok(days) = fs::read_dir(&root) else { return seqs };
+    let Ok(days) = fs::read_dir(&root) else {
+        return seqs;
+    };
     for day in days.flatten() {
         for f in fs::read_dir(day.path()).unwrap().flatten() {
             if !f.file_name().to_string_lossy().ends_with(".parquet") {
@@ -139,7 +145,8 @@ fn lake_seqs(data: &Path) -> Vec<u64> {
 
 fn gzip(src: &Path, dst: &Path) {
     let data = fs::read(src).unwrap();
-    let mut enc = flate2::write::GzEncoder::new(File::create(dst).unwrap(), flate2::Compression::fast());
+    let mut enc =
+        flate2::write::GzEncoder::new(File::create(dst).unwrap(), flate2::Compression::fast());
     enc.write_all(&data).unwrap();
     enc.finish().unwrap();
 }
@@ -195,15 +202,30 @@ fn run(seed: u64) {
                     world.rotations += 1;
                     let to = world.logs.join(format!("app.log.{:03}", world.rotations));
                     fs::copy(world.live(), to).unwrap();
-                    fs::OpenOptions::new().write(true).open(world.live()).unwrap().set_len(0).unwrap();
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(world.live())
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
                 }
             }
             84..=89 => {
                 ops.push("gzip-rotated");
                 // gzip a plain rotated file and delete it; sometimes before
                 // its tail was read (the .gz must supply it)
-                if let Some(p) = world.rotated().into_iter().find(|p| !p.to_string_lossy().ends_with(".gz")) {
-                    gzip(&p, &p.with_extension(format!("{}.gz", p.extension().unwrap().to_string_lossy())));
+                if let Some(p) = world
+                    .rotated()
+                    .into_iter()
+                    .find(|p| !p.to_string_lossy().ends_with(".gz"))
+                {
+                    gzip(
+                        &p,
+                        &p.with_extension(format!(
+                            "{}.gz",
+                            p.extension().unwrap().to_string_lossy()
+                        )),
+                    );
                     fs::remove_file(&p).unwrap();
                 }
             }
@@ -218,7 +240,12 @@ fn run(seed: u64) {
                 ops.push("truncate (after drain)");
                 drain(&mut ingest);
                 if world.live().exists() {
-                    fs::OpenOptions::new().write(true).open(world.live()).unwrap().set_len(0).unwrap();
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(world.live())
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
                 }
             }
         }
@@ -237,7 +264,11 @@ fn run(seed: u64) {
         for s in &got {
             *counts.entry(*s).or_default() -= 1;
         }
-        let diff: Vec<_> = counts.into_iter().filter(|(_, c)| *c != 0).take(10).collect();
+        let diff: Vec<_> = counts
+            .into_iter()
+            .filter(|(_, c)| *c != 0)
+            .take(10)
+            .collect();
         panic!(
             "seed {seed}: lake differs from the log (seq, written - in lake): {diff:?}\nops: {ops:?}\ndir: {}",
             world.dir.display()
@@ -247,7 +278,10 @@ fn run(seed: u64) {
 
 #[test]
 fn every_line_lands_exactly_once_through_rotation_and_crashes() {
-    let seeds: u64 = std::env::var("LAKE_MODEL_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let seeds: u64 = std::env::var("LAKE_MODEL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
     for seed in 0..seeds {
         run(seed);
     }

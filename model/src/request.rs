@@ -15,8 +15,8 @@ use std::fmt;
 use percent_encoding::percent_decode_str;
 
 use crate::perms::{Context, Perms};
-use crate::scope::Required;
 use crate::resource_types::{is_r4_resource_type, R4_COMPARTMENT_TYPES, R4_RESOURCE_TYPES};
+use crate::scope::Required;
 
 /// A FHIR RESTful interaction, as recorded in the access stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -1146,9 +1146,14 @@ mod tests {
     fn need_renders_as_scope() {
         let n = Need::new(Some("Observation"), Perms::READ);
         assert_eq!(n.to_string(), "Observation.rs");
-        assert_eq!(n.required(Context::Patient).to_string(), "patient/Observation.rs");
         assert_eq!(
-            Need::new(None, Perms::S).required(Context::System).to_string(),
+            n.required(Context::Patient).to_string(),
+            "patient/Observation.rs"
+        );
+        assert_eq!(
+            Need::new(None, Perms::S)
+                .required(Context::System)
+                .to_string(),
             "system/*.s"
         );
     }

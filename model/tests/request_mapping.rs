@@ -542,7 +542,9 @@ fn query_is_form_decoded_in_order() {
 fn required_scope_renders_in_context() {
     let got = classify("GET", "/fhir/Patient/1/Observation", &FhirBase::auto()).unwrap();
     assert_eq!(
-        got.required_scope(Context::Patient).map(|r| r.to_string()).as_deref(),
+        got.required_scope(Context::Patient)
+            .map(|r| r.to_string())
+            .as_deref(),
         Some("patient/Observation.s")
     );
     let need = got.need.unwrap();
@@ -550,7 +552,9 @@ fn required_scope_renders_in_context() {
     assert_eq!(need.resource.as_deref(), Some("Observation"));
     let got = classify("GET", "/fhir/$export", &FhirBase::auto()).unwrap();
     assert_eq!(
-        got.required_scope(Context::System).map(|r| r.to_string()).as_deref(),
+        got.required_scope(Context::System)
+            .map(|r| r.to_string())
+            .as_deref(),
         Some("system/*.rs")
     );
     assert_eq!(got.need.unwrap().resource, None);
