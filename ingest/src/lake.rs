@@ -34,6 +34,9 @@ pub const JOURNAL_VERSION: u32 = 1;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// Parquet files smaller than this are merged by compaction.
+const SMALL_FILE_BYTES: u64 = 16 << 20;
+
 /// When a buffered file is closed and committed.
 #[derive(Debug, Clone)]
 pub struct LakeConfig {
@@ -470,9 +473,12 @@ impl LakeWriter {
             days.sort();
             for day in days {
                 let dir_rel = format!("{stream}/{day}");
+                // Only small files are merged: rewriting files that are
+                // already large would cost a second encoding for nothing.
                 let mut files: Vec<String> = fs::read_dir(self.lake.join(&dir_rel))
                     .map_err(io_err("listing", &self.lake.join(&dir_rel)))?
                     .flatten()
+                    .filter(|f| f.metadata().is_ok_and(|m| m.len() < SMALL_FILE_BYTES))
                     .map(|f| f.file_name().to_string_lossy().into_owned())
                     .filter(|f| f.ends_with(".parquet"))
                     .collect();
