@@ -93,7 +93,10 @@ fn lake_counts(data: &Path) -> (u64, u64, u64) {
         .query_row(
             "SELECT count(*), count(DISTINCT event_id), count(DISTINCT bytes) FROM access",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                Ok((n(0)?, n(1)?, n(2)?))
+            },
         )
         .unwrap()
 }
@@ -197,15 +200,18 @@ fn lake_text(data: &Path) -> String {
             .connection()
             .prepare(&format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM {view}"))
             .unwrap();
-        let n = stmt.column_count();
         let mut rows = stmt.query([]).unwrap();
         while let Some(row) = rows.next().unwrap() {
-            for i in 0..n {
-                if let Ok(Some(v)) = row.get::<_, Option<String>>(i) {
+            // Every column is VARCHAR here; the first index past the end errs.
+            let mut i = 0;
+            while let Ok(v) = row.get::<_, Option<String>>(i) {
+                if let Some(v) = v {
                     text.push_str(&v);
                     text.push('\n');
                 }
+                i += 1;
             }
+            assert!(i > 1, "the view has columns");
         }
     }
     text

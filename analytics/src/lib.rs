@@ -158,8 +158,9 @@ impl Lake {
             .unwrap_or("auth");
         self.conn
             .query_row(&format!("SELECT count(*) FROM {stream}"), [], |r| {
-                r.get::<_, u64>(0)
+                r.get::<_, i64>(0)
             })
+            .map(|n| n.max(0) as u64)
             .map_err(|source| AnalyticsError::Duckdb {
                 doing: format!("counting rows of `{stream}`"),
                 source,
