@@ -128,13 +128,6 @@ pub struct Journal {
     pub removals: Vec<String>,
 }
 
-/// A stream's buffered rows for one UTC day.
-enum Buffer {
-    // Boxed: the builders differ in size and sit in a map.
-    Auth(Box<AuthBatchBuilder>),
-    Access(Box<AccessBatchBuilder>),
-}
-
 /// Buffers events and commits them with their checkpoint.
 pub struct LakeWriter {
     data_dir: PathBuf,
@@ -143,7 +136,9 @@ pub struct LakeWriter {
     config: LakeConfig,
     props: WriterProperties,
     journal: Journal,
-    buffers: BTreeMap<(&'static str, i64), Buffer>,
+    /// Buffered rows per UTC day (days since the epoch), one map per stream.
+    auth: BTreeMap<i64, AuthBatchBuilder>,
+    access: BTreeMap<i64, AccessBatchBuilder>,
     rows: usize,
     oldest: Option<Instant>,
 }
@@ -215,7 +210,8 @@ impl LakeWriter {
             config,
             props,
             journal,
-            buffers: BTreeMap::new(),
+            auth: BTreeMap::new(),
+            access: BTreeMap::new(),
             rows: 0,
             oldest: None,
         };
@@ -320,46 +316,34 @@ impl LakeWriter {
 
     pub fn push_auth(&mut self, event: &AuthEvent) {
         let day = event.ts.0.div_euclid(MICROS_PER_DAY);
-        match self
-            .buffers
-            .entry((AuthEvent::STREAM, day))
-            .or_insert_with(|| Buffer::Auth(Box::new(AuthBatchBuilder::with_capacity(4096))))
-        {
-            Buffer::Auth(b) => b.push(event),
-            Buffer::Access(_) => unreachable!("keyed by stream"),
-        }
+        self.auth
+            .entry(day)
+            .or_insert_with(|| AuthBatchBuilder::with_capacity(4096))
+            .push(event);
         self.touch();
     }
 
     pub fn push_access(&mut self, event: &AccessEvent) {
         let day = event.ts.0.div_euclid(MICROS_PER_DAY);
-        match self
-            .buffers
-            .entry((AccessEvent::STREAM, day))
-            .or_insert_with(|| Buffer::Access(Box::new(AccessBatchBuilder::with_capacity(4096))))
-        {
-            Buffer::Access(b) => b.push(event),
-            Buffer::Auth(_) => unreachable!("keyed by stream"),
-        }
+        self.access
+            .entry(day)
+            .or_insert_with(|| AccessBatchBuilder::with_capacity(4096))
+            .push(event);
         self.touch();
     }
 
     /// Takes the buffered rows as batches, one per stream and day.
     pub fn take_batches(&mut self) -> Vec<(&'static str, String, RecordBatch)> {
-        let buffers = std::mem::take(&mut self.buffers);
         self.rows = 0;
         self.oldest = None;
-        buffers
+        let date = |day: i64| Timestamp(day * MICROS_PER_DAY).date_string();
+        let auth = std::mem::take(&mut self.auth)
             .into_iter()
-            .map(|((stream, day), buffer)| {
-                let date = Timestamp(day * MICROS_PER_DAY).date_string();
-                let batch = match buffer {
-                    Buffer::Auth(mut b) => b.finish(),
-                    Buffer::Access(mut b) => b.finish(),
-                };
-                (stream, date, batch)
-            })
-            .collect()
+            .map(|(day, mut b)| (AuthEvent::STREAM, date(day), b.finish()));
+        let access = std::mem::take(&mut self.access)
+            .into_iter()
+            .map(|(day, mut b)| (AccessEvent::STREAM, date(day), b.finish()));
+        auth.chain(access).collect()
     }
 
     /// Makes `batches` durable together with `checkpoint` and the dead-letter

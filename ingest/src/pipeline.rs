@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use scopewatch_model::config::{Config, Source as SourceConfig};
-use scopewatch_model::events::Env;
 use scopewatch_model::request::FhirBase;
 
 use crate::adapter::{Adapter, LineContext, Parsed};
@@ -545,9 +544,4 @@ impl Ingest {
         }
         self.commit(stop)
     }
-}
-
-/// The default environment for ad-hoc sources.
-pub fn default_env() -> Env {
-    Env::Prod
 }
