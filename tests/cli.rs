@@ -23,7 +23,10 @@ fn json_lines(out: &Output) -> Vec<Value> {
 }
 
 fn sample_registry() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-logs/registry.toml")
+    // Read at run time, not baked in with `env!`: a test binary reused from a
+    // shared target directory must find the checkout it is run from.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test");
+    Path::new(&manifest).join("sample-logs/registry.toml")
 }
 
 #[test]

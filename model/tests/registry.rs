@@ -6,15 +6,20 @@ use std::path::Path;
 use scopewatch_model::registry::{AppStatus, Registry, RegistryError, Tier};
 use time::macros::date;
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-logs/registry.toml");
+/// Read at run time, not baked in with `env!`: a test binary reused from a
+/// shared target directory must find the checkout it is run from.
+fn sample_path() -> std::path::PathBuf {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test");
+    Path::new(&manifest).join("../sample-logs/registry.toml")
+}
 const FILE: &str = "sample-logs/registry.toml";
 
 fn sample_text() -> String {
-    std::fs::read_to_string(SAMPLE).expect("sample registry readable")
+    std::fs::read_to_string(sample_path()).expect("sample registry readable")
 }
 
 fn sample() -> Registry {
-    Registry::load(Path::new(SAMPLE)).unwrap_or_else(|e| panic!("sample must validate:\n{e}"))
+    Registry::load(&sample_path()).unwrap_or_else(|e| panic!("sample must validate:\n{e}"))
 }
 
 /// The sample with `from` (which must occur) replaced once by `to`.
