@@ -11,7 +11,6 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -316,7 +315,7 @@ pub fn enrich_access(
 const SCOPE_CACHE_ENTRIES: usize = 1024;
 
 thread_local! {
-    static SCOPE_CACHE: RefCell<HashMap<Box<str>, Arc<[Scope]>>> = RefCell::new(HashMap::new());
+    static SCOPE_CACHE: RefCell<foldhash::HashMap<Box<str>, Arc<[Scope]>>> = RefCell::new(foldhash::HashMap::default());
 }
 
 /// `parse_scope_list`, cached per thread: adapters call this for a scope

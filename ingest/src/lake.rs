@@ -18,12 +18,15 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::parquet_sink::ParquetSink;
 use arrow_array::RecordBatch;
-use parquet::arrow::ArrowWriter;
+use parquet::basic::Encoding;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
 use scopewatch_model::events::{
     AccessBatchBuilder, AccessEvent, AuthBatchBuilder, AuthEvent, Timestamp,
 };
@@ -36,6 +39,9 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Parquet files smaller than this are merged by compaction.
 const SMALL_FILE_BYTES: u64 = 16 << 20;
+
+/// Compaction copies row groups of at least this many rows undecoded.
+const COPY_ROW_GROUP_ROWS: usize = 32 * 1024;
 
 /// When a buffered file is closed and committed.
 #[derive(Debug, Clone)]
@@ -136,11 +142,70 @@ pub struct LakeWriter {
     config: LakeConfig,
     props: WriterProperties,
     journal: Journal,
-    /// Buffered rows per UTC day (days since the epoch), one map per stream.
+    /// Events pushed one by one, not yet in a batch.
+    loose: DayBatches,
+    /// Finished batches per stream and UTC day (days since the epoch), in
+    /// the order they were pushed.
+    batches: BTreeMap<(&'static str, i64), Vec<RecordBatch>>,
+    rows: usize,
+    oldest: Option<Instant>,
+}
+
+/// Events sorted into Arrow builders by stream and UTC day: what a parser
+/// thread fills, so the writer receives finished batches.
+#[derive(Debug, Default)]
+pub struct DayBatches {
     auth: BTreeMap<i64, AuthBatchBuilder>,
     access: BTreeMap<i64, AccessBatchBuilder>,
     rows: usize,
-    oldest: Option<Instant>,
+    /// Rows to make room for in a new access builder (growing one by
+    /// doubling copies it over and over).
+    capacity: usize,
+}
+
+impl DayBatches {
+    /// Room for about `rows` access events of one day.
+    pub fn with_capacity(rows: usize) -> DayBatches {
+        DayBatches {
+            capacity: rows,
+            ..DayBatches::default()
+        }
+    }
+
+    pub fn push_auth(&mut self, event: &AuthEvent) {
+        let day = event.ts.0.div_euclid(MICROS_PER_DAY);
+        self.auth
+            .entry(day)
+            .or_insert_with(|| AuthBatchBuilder::with_capacity(1024))
+            .push(event);
+        self.rows += 1;
+    }
+
+    pub fn push_access(&mut self, event: &AccessEvent) {
+        let day = event.ts.0.div_euclid(MICROS_PER_DAY);
+        self.access
+            .entry(day)
+            .or_insert_with(|| AccessBatchBuilder::with_capacity(self.capacity.max(1024)))
+            .push(event);
+        self.rows += 1;
+    }
+
+    /// Events pushed so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The batches, one per stream and day, as `(stream, day, batch)`.
+    fn finish(&mut self) -> Vec<(&'static str, i64, RecordBatch)> {
+        self.rows = 0;
+        let auth = std::mem::take(&mut self.auth)
+            .into_iter()
+            .map(|(day, mut b)| (AuthEvent::STREAM, day, b.finish()));
+        let access = std::mem::take(&mut self.access)
+            .into_iter()
+            .map(|(day, mut b)| (AccessEvent::STREAM, day, b.finish()));
+        auth.chain(access).collect()
+    }
 }
 
 impl std::fmt::Debug for LakeWriter {
@@ -196,13 +261,29 @@ impl LakeWriter {
             },
             Err(e) => return Err(io_err("reading", &journal_path)(e)),
         };
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(config.zstd_level).unwrap_or_default(),
             ))
             .set_writer_version(WriterVersion::PARQUET_2_0)
             .set_max_row_group_row_count(Some(128 * 1024))
-            .build();
+            // Min/max per column chunk is what readers prune with; per-page
+            // statistics of string columns cost more to compute than they save.
+            .set_statistics_enabled(EnabledStatistics::Chunk);
+        // Columns unique (or nearly) per row: a dictionary never pays off, and
+        // trying one first costs a hash per value. Ids share long prefixes and
+        // numbers rise with the log, which the delta encodings exploit.
+        for (column, encoding) in [
+            ("event_id", Encoding::DELTA_BYTE_ARRAY),
+            ("ts", Encoding::DELTA_BINARY_PACKED),
+            ("source_offset", Encoding::DELTA_BINARY_PACKED),
+        ] {
+            let path = ColumnPath::from(column);
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, encoding);
+        }
+        let props = props.build();
         let mut writer = LakeWriter {
             data_dir: data_dir.to_path_buf(),
             lake,
@@ -210,8 +291,8 @@ impl LakeWriter {
             config,
             props,
             journal,
-            auth: BTreeMap::new(),
-            access: BTreeMap::new(),
+            loose: DayBatches::default(),
+            batches: BTreeMap::new(),
             rows: 0,
             oldest: None,
         };
@@ -315,35 +396,43 @@ impl LakeWriter {
     }
 
     pub fn push_auth(&mut self, event: &AuthEvent) {
-        let day = event.ts.0.div_euclid(MICROS_PER_DAY);
-        self.auth
-            .entry(day)
-            .or_insert_with(|| AuthBatchBuilder::with_capacity(4096))
-            .push(event);
+        self.loose.push_auth(event);
         self.touch();
     }
 
     pub fn push_access(&mut self, event: &AccessEvent) {
-        let day = event.ts.0.div_euclid(MICROS_PER_DAY);
-        self.access
-            .entry(day)
-            .or_insert_with(|| AccessBatchBuilder::with_capacity(4096))
-            .push(event);
+        self.loose.push_access(event);
         self.touch();
     }
 
-    /// Takes the buffered rows as batches, one per stream and day.
-    pub fn take_batches(&mut self) -> Vec<(&'static str, String, RecordBatch)> {
+    /// Takes in events a parser thread already sorted into batches.
+    pub fn push_batches(&mut self, mut events: DayBatches) {
+        let rows = events.rows();
+        if rows == 0 {
+            return;
+        }
+        self.rows += rows;
+        self.oldest.get_or_insert_with(Instant::now);
+        for (stream, day, batch) in events.finish() {
+            self.batches.entry((stream, day)).or_default().push(batch);
+        }
+    }
+
+    /// Takes the buffered rows, grouped by stream and day, as
+    /// `(stream, YYYY-MM-DD, batches)`: one file each.
+    pub fn take_batches(&mut self) -> Vec<(&'static str, String, Vec<RecordBatch>)> {
+        for (stream, day, batch) in self.loose.finish() {
+            self.batches.entry((stream, day)).or_default().push(batch);
+        }
         self.rows = 0;
         self.oldest = None;
-        let date = |day: i64| Timestamp(day * MICROS_PER_DAY).date_string();
-        let auth = std::mem::take(&mut self.auth)
+        std::mem::take(&mut self.batches)
             .into_iter()
-            .map(|(day, mut b)| (AuthEvent::STREAM, date(day), b.finish()));
-        let access = std::mem::take(&mut self.access)
-            .into_iter()
-            .map(|(day, mut b)| (AccessEvent::STREAM, date(day), b.finish()));
-        auth.chain(access).collect()
+            .map(|((stream, day), batches)| {
+                let date = Timestamp(day * MICROS_PER_DAY).date_string();
+                (stream, date, batches)
+            })
+            .collect()
     }
 
     /// Makes `batches` durable together with `checkpoint` and the dead-letter
@@ -351,7 +440,7 @@ impl LakeWriter {
     /// same call may be retried (for example once disk space returns).
     pub fn commit_batches(
         &mut self,
-        batches: &[(&'static str, String, RecordBatch)],
+        batches: &[(&'static str, String, Vec<RecordBatch>)],
         checkpoint: serde_json::Value,
         dead_letters: BTreeMap<String, u64>,
     ) -> Result<CommitStats, LakeError> {
@@ -363,8 +452,9 @@ impl LakeWriter {
         all_dead_letters.extend(dead_letters);
         let dead_letters = all_dead_letters;
         let result = (|| {
-            for (n, (stream, date, batch)) in batches.iter().enumerate() {
-                if batch.num_rows() == 0 {
+            for (n, (stream, date, parts)) in batches.iter().enumerate() {
+                let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
+                if rows == 0 {
                     continue;
                 }
                 let dir_rel = format!("{stream}/date={date}");
@@ -375,11 +465,11 @@ impl LakeWriter {
                 let tmp = self.lake.join(&tmp_rel);
                 // Registered before writing so a failure cleans it up.
                 pending.push((tmp_rel, format!("{dir_rel}/{name}")));
-                self.write_parquet(&tmp, batch)?;
+                self.write_parquet(&tmp, parts)?;
                 if *stream == AuthEvent::STREAM {
-                    stats.auth_rows += batch.num_rows();
+                    stats.auth_rows += rows;
                 } else {
-                    stats.access_rows += batch.num_rows();
+                    stats.access_rows += rows;
                 }
                 stats.files += 1;
             }
@@ -485,7 +575,11 @@ impl LakeWriter {
         let tmp = self.lake.join(&tmp_rel);
         let result = (|| {
             let out = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-            let mut writer: Option<ArrowWriter<File>> = None;
+            let tmp_err = |source| LakeError::Parquet {
+                path: tmp.clone(),
+                source,
+            };
+            let mut sink: Option<ParquetSink> = None;
             let mut out = Some(out);
             for f in files {
                 let path = self.lake.join(dir_rel).join(f);
@@ -494,8 +588,34 @@ impl LakeWriter {
                     source,
                 };
                 let file = File::open(&path).map_err(io_err("opening", &path))?;
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(parquet_err)?
+                let builder = ParquetRecordBatchReaderBuilder::try_new(
+                    file.try_clone().map_err(io_err("opening", &path))?,
+                )
+                .map_err(parquet_err)?;
+                let meta = Arc::clone(builder.metadata());
+                if sink.is_none() {
+                    let s = ParquetSink::create(
+                        out.take().expect("created above"),
+                        Arc::clone(builder.schema()),
+                        &self.props,
+                    )
+                    .map_err(tmp_err)?;
+                    sink = Some(s);
+                }
+                let sink = sink.as_mut().expect("set above");
+                // Row groups already large are copied as they are (no second
+                // encoding); small ones, from commits of a followed log, are
+                // decoded and merged into large ones.
+                let (large, small): (Vec<usize>, Vec<usize>) = (0..meta.num_row_groups())
+                    .partition(|&i| meta.row_group(i).num_rows() as usize >= COPY_ROW_GROUP_ROWS);
+                for &i in &large {
+                    sink.copy_row_group(&file, &meta, i).map_err(tmp_err)?;
+                }
+                if small.is_empty() {
+                    continue;
+                }
+                let reader = builder
+                    .with_row_groups(small)
                     .build()
                     .map_err(parquet_err)?;
                 for batch in reader {
@@ -503,36 +623,16 @@ impl LakeWriter {
                         path: path.clone(),
                         source: e.into(),
                     })?;
-                    if writer.is_none() {
-                        let w = ArrowWriter::try_new(
-                            out.take().expect("created above"),
-                            batch.schema(),
-                            Some(self.props.clone()),
-                        )
-                        .map_err(|source| LakeError::Parquet {
-                            path: tmp.clone(),
-                            source,
-                        })?;
-                        writer = Some(w);
-                    }
-                    if let Some(w) = writer.as_mut() {
-                        w.write(&batch).map_err(|source| LakeError::Parquet {
-                            path: tmp.clone(),
-                            source,
-                        })?;
-                    }
+                    sink.write(&batch).map_err(tmp_err)?;
                 }
             }
-            let Some(w) = writer else {
+            let Some(sink) = sink else {
                 return Err(LakeError::Journal {
                     path: self.journal_path.clone(),
                     message: format!("nothing to compact in {dir_rel}"),
                 });
             };
-            let file = w.into_inner().map_err(|source| LakeError::Parquet {
-                path: tmp.clone(),
-                source,
-            })?;
+            let file = sink.finish().map_err(tmp_err)?;
             file.sync_all().map_err(io_err("syncing", &tmp))?;
             let journal = Journal {
                 version: JOURNAL_VERSION,
@@ -570,16 +670,19 @@ impl LakeWriter {
         self.commit_batches(&batches, checkpoint, dead_letters)
     }
 
-    fn write_parquet(&self, path: &Path, batch: &RecordBatch) -> Result<(), LakeError> {
+    /// Writes `batches` (one schema, at least one batch) as one file.
+    fn write_parquet(&self, path: &Path, batches: &[RecordBatch]) -> Result<(), LakeError> {
         let file = File::create(path).map_err(io_err("creating", path))?;
         let parquet_err = |source| LakeError::Parquet {
             path: path.to_path_buf(),
             source,
         };
-        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))
-            .map_err(parquet_err)?;
-        w.write(batch).map_err(parquet_err)?;
-        let file = w.into_inner().map_err(parquet_err)?;
+        let mut sink =
+            ParquetSink::create(file, batches[0].schema(), &self.props).map_err(parquet_err)?;
+        for batch in batches {
+            sink.write(batch).map_err(parquet_err)?;
+        }
+        let file = sink.finish().map_err(parquet_err)?;
         file.sync_all().map_err(io_err("syncing", path))?;
         Ok(())
     }
@@ -852,6 +955,48 @@ mod tests {
     }
 
     #[test]
+    fn compaction_copies_large_row_groups_and_merges_small_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
+        let mut want = Vec::new();
+        // A backfill-sized commit (its row group is copied undecoded), then
+        // two small ones (decoded and merged into one row group).
+        for (commit, rows) in [(0, COPY_ROW_GROUP_ROWS + 7), (1, 3), (2, 4)] {
+            let mut batch = DayBatches::with_capacity(rows);
+            for i in 0..rows {
+                let id = format!("c{commit}-{i:06}");
+                batch.push_auth(&event(&id, "2026-11-20T10:00:00Z"));
+                want.push(id);
+            }
+            w.push_batches(batch);
+            w.commit(serde_json::json!(commit), BTreeMap::new())
+                .unwrap();
+        }
+        assert_eq!(w.compact("2026-11-23", 2).unwrap(), 3);
+        want.sort();
+        assert_eq!(lake_ids(dir.path()), want);
+        let day = dir.path().join("lake/auth/date=2026-11-20");
+        let files: Vec<_> = fs::read_dir(&day).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        let meta = ParquetRecordBatchReaderBuilder::try_new(File::open(files[0].path()).unwrap())
+            .unwrap()
+            .metadata()
+            .clone();
+        let groups: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, [COPY_ROW_GROUP_ROWS as i64 + 7, 7]);
+        // The copied file keeps the embedded Arrow schema (column docs).
+        let schema = ParquetRecordBatchReaderBuilder::try_new(File::open(files[0].path()).unwrap())
+            .unwrap()
+            .schema()
+            .clone();
+        assert!(schema
+            .field_with_name("event_id")
+            .unwrap()
+            .metadata()
+            .contains_key("description"));
+    }
+
+    #[test]
     fn a_crash_inside_compaction_leaves_the_rows_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();
@@ -868,7 +1013,7 @@ mod tests {
         for (i, rel) in w.journal.removals.clone().iter().enumerate() {
             let mut b = AuthBatchBuilder::default();
             b.push(&event(&format!("old{i}"), "2026-11-20T10:00:00Z"));
-            w.write_parquet(&lake.join(rel), &b.finish()).unwrap();
+            w.write_parquet(&lake.join(rel), &[b.finish()]).unwrap();
         }
         drop(w);
         let _w = LakeWriter::open(dir.path(), LakeConfig::default()).unwrap();

@@ -9,6 +9,7 @@ pub mod adapter;
 pub mod deadletter;
 pub mod formats;
 pub mod lake;
+mod parquet_sink;
 pub mod pipeline;
 pub mod privacy;
 pub mod tail;

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use scopewatch_model::config::{Config, Source as SourceConfig};
 use scopewatch_model::request::FhirBase;
 
 use crate::adapter::{Adapter, LineContext, Parsed};
 use crate::deadletter::DeadLetters;
 use crate::formats;
-use crate::lake::{LakeConfig, LakeError, LakeWriter};
+use crate::lake::{DayBatches, LakeConfig, LakeError, LakeWriter};
 use crate::privacy::{PrivacyError, Pseudonymiser};
 use crate::tail::{Checkpoints, LineRef, StartAt, TailConfig, TailError, Tailer};
 
@@ -119,7 +120,9 @@ pub struct Ingest {
     uncommitted_lines: u64,
     uncommitted_since: Option<Instant>,
     max_age: Duration,
-    /// Parser threads.
+    /// Threads of rayon's pool, where lines are parsed and Parquet encoded
+    /// (its threads live as long as the process, so their per-thread caches
+    /// of tokens and scope lists stay warm).
     threads: usize,
 }
 
@@ -134,7 +137,7 @@ impl std::fmt::Debug for Ingest {
 
 /// What became of one line.
 enum Outcome {
-    /// It gave this many events (the next ones in the chunk's event list).
+    /// It gave this many events (already in the chunk's batches).
     Events(usize),
     /// It goes to the dead letters, for this reason.
     Dead(String),
@@ -146,10 +149,12 @@ fn parse_lines(
     source: &SourceRuntime,
     privacy: &Pseudonymiser,
     fhir_base: &FhirBase,
-) -> (Vec<Parsed>, Vec<Outcome>) {
+) -> (DayBatches, Vec<Outcome>) {
     use std::fmt::Write;
     let name = source.config.name.as_str();
-    let mut events = Vec::with_capacity(lines.len());
+    let mut events = DayBatches::with_capacity(lines.len());
+    // One line's events, applied only when the whole line parsed.
+    let mut scratch: Vec<Parsed> = Vec::new();
     let mut outcomes = Vec::with_capacity(lines.len());
     let mut event_id = String::new();
     for line in lines {
@@ -174,13 +179,18 @@ fn parse_lines(
             privacy,
             fhir_base,
         };
-        let before = events.len();
-        match source.adapter.parse_line(line.bytes, &ctx, &mut events) {
-            Ok(()) => outcomes.push(Outcome::Events(events.len() - before)),
-            Err(reason) => {
-                events.truncate(before);
-                outcomes.push(Outcome::Dead(reason.to_string()));
+        scratch.clear();
+        match source.adapter.parse_line(line.bytes, &ctx, &mut scratch) {
+            Ok(()) => {
+                for parsed in &scratch {
+                    match parsed {
+                        Parsed::Auth(e) => events.push_auth(e),
+                        Parsed::Access(e) => events.push_access(e),
+                    }
+                }
+                outcomes.push(Outcome::Events(scratch.len()));
             }
+            Err(reason) => outcomes.push(Outcome::Dead(reason.to_string())),
         }
     }
     (events, outcomes)
@@ -265,6 +275,7 @@ impl Ingest {
                 tailer,
             });
         }
+        let threads = rayon::current_num_threads();
         Ok(Ingest {
             sources: runtimes,
             writer,
@@ -276,7 +287,7 @@ impl Ingest {
             uncommitted_lines: 0,
             uncommitted_since: None,
             max_age: options.lake.max_age,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            threads,
         })
     }
 
@@ -312,49 +323,38 @@ impl Ingest {
             let lines: Vec<LineRef<'_>> = batch.iter().collect();
             // Parsing (JSON, JWT claims, HMAC, FHIR paths) is the costly part:
             // spread it over the cores, then apply the results in line order.
-            let threads = if lines.len() >= 4096 { self.threads } else { 1 };
-            let chunk = lines.len().div_ceil(threads);
+            // Parsing (JSON, JWT claims, HMAC, FHIR paths, Arrow builders)
+            // is the costly part: spread it over the pool, then apply the
+            // results in line order.
+            let chunks = if lines.len() >= 4096 {
+                4 * self.threads
+            } else {
+                1
+            };
+            let chunk = lines.len().div_ceil(chunks);
             let parse =
                 |part: &[LineRef<'_>]| parse_lines(part, source, &self.privacy, &self.fhir_base);
-            let parsed: Vec<(Vec<Parsed>, Vec<Outcome>)> = if threads == 1 {
+            let parsed: Vec<(DayBatches, Vec<Outcome>)> = if chunks == 1 {
                 vec![parse(&lines)]
             } else {
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = lines
-                        .chunks(chunk)
-                        .map(|part| scope.spawn(move || parse(part)))
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("a parser thread panicked"))
-                        .collect()
-                })
+                lines.par_chunks(chunk).map(parse).collect()
             };
             let name = source.config.name.as_str();
             let per = self.stats.per_source.entry(name.to_string()).or_default();
             let mut line_iter = lines.iter();
-            for (events, outcomes) in &parsed {
-                let mut next_event = 0;
+            for (events, outcomes) in parsed {
+                self.writer.push_batches(events);
                 for outcome in outcomes {
                     let line = line_iter.next().expect("one outcome per line");
                     read += 1;
                     per.lines += 1;
                     per.bytes += line.full_len + 1;
                     match outcome {
-                        Outcome::Events(n) => {
-                            for parsed in &events[next_event..next_event + n] {
-                                match parsed {
-                                    Parsed::Auth(e) => self.writer.push_auth(e),
-                                    Parsed::Access(e) => self.writer.push_access(e),
-                                }
-                            }
-                            next_event += n;
-                            per.events += *n as u64;
-                        }
+                        Outcome::Events(n) => per.events += n as u64,
                         Outcome::Dead(reason) => {
                             let path = line.path.to_string_lossy();
                             self.dead
-                                .record(name, Some(&path), Some(line.offset), reason, line.bytes)
+                                .record(name, Some(&path), Some(line.offset), &reason, line.bytes)
                                 .map_err(|e| dead_letter_error(&self.data_dir, e))?;
                             per.dead_lettered += 1;
                         }

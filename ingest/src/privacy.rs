@@ -1107,7 +1107,7 @@ fn jwt_jti(token: &str) -> Option<String> {
 /// Tokens remembered per thread and pseudonymiser.
 const TOKEN_CACHE_ENTRIES: usize = 4096;
 
-type TokenCache = HashMap<u64, HashMap<Box<str>, Arc<TokenInfo>>>;
+type TokenCache = HashMap<u64, foldhash::HashMap<Box<str>, Arc<TokenInfo>>>;
 
 thread_local! {
     static TOKEN_CACHE: RefCell<TokenCache> = RefCell::new(HashMap::new());

@@ -912,40 +912,51 @@ fn suggest_type(seg: &str) -> Option<&'static str> {
     if seg.len() < 3 || !seg.chars().all(|c| c.is_ascii_alphabetic()) || is_r4_resource_type(seg) {
         return None;
     }
+    // Runs on every base segment of every request line (`fhir`, `r4`, the
+    // tenant): lower-case the names once, and skip names whose length alone
+    // puts them out of reach.
+    static LOWER: std::sync::LazyLock<Vec<(String, &'static str)>> =
+        std::sync::LazyLock::new(|| {
+            R4_RESOURCE_TYPES
+                .iter()
+                .map(|t| (t.to_ascii_lowercase(), *t))
+                .collect()
+        });
     let lower = seg.to_ascii_lowercase();
     let max = if seg.len() >= 8 { 2 } else { 1 };
-    R4_RESOURCE_TYPES
+    LOWER
         .iter()
-        .map(|t| (edit_distance(&lower, &t.to_ascii_lowercase()), *t))
+        .filter(|(l, _)| l.len().abs_diff(lower.len()) <= max)
+        .map(|(l, t)| (edit_distance(&lower, l), *t))
         .filter(|(d, _)| *d <= max)
         .min_by_key(|(d, _)| *d)
         .map(|(_, t)| t)
 }
 
-/// Optimal string alignment distance (Levenshtein plus adjacent swaps), on
-/// ASCII bytes.
+/// Optimal-string-alignment distance (edits and adjacent transpositions).
 fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
+    let width = b.len() + 1;
+    // Three rolling rows: the transposition looks two rows back.
+    let mut rows = vec![0usize; 3 * width];
+    for (j, cell) in rows[..width].iter_mut().enumerate() {
         *cell = j;
     }
     for i in 1..=a.len() {
+        let (cur, prev, prev2) = (i % 3, (i + 2) % 3, (i + 1) % 3);
+        rows[cur * width] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut v = (rows[prev * width + j] + 1)
+                .min(rows[cur * width + j - 1] + 1)
+                .min(rows[prev * width + j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
+                v = v.min(rows[prev2 * width + j - 2] + 1);
             }
-            d[i][j] = v;
+            rows[cur * width + j] = v;
         }
     }
-    d[a.len()][b.len()]
+    rows[(a.len() % 3) * width + b.len()]
 }
 
 /// Adds the patients the path and query name.

@@ -164,7 +164,10 @@ pub const R4_COMPARTMENT_TYPES: &[&str] = &[
 
 /// Whether `name` is an R4 resource type (case-sensitive, as FHIR is).
 pub fn is_r4_resource_type(name: &str) -> bool {
-    R4_RESOURCE_TYPES.binary_search(&name).is_ok()
+    // Called on every path segment of every request line, most of them not
+    // types (base, tenant, ids): reject on the first letter before searching.
+    name.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
+        && R4_RESOURCE_TYPES.binary_search(&name).is_ok()
 }
 
 #[cfg(test)]
