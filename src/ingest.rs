@@ -57,6 +57,7 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
             tenant: args.tenant.clone(),
             env,
             start_at_end: false,
+            options: Default::default(),
         };
         // A backfill commits by size, not by age.
         options.lake.max_age = Duration::from_secs(3600);

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 
+use scopewatch_model::config::SourceOptions;
 use scopewatch_model::events::{AccessEvent, AuthEvent, Env};
 use scopewatch_model::request::{classify, FhirBase, Interaction};
 use scopewatch_model::scope::{covers, infer_context, parse_scope_list, Scope};
@@ -53,6 +54,9 @@ pub struct LineContext<'a> {
     pub env: Env,
     pub privacy: &'a Pseudonymiser,
     pub fhir_base: &'a FhirBase,
+    /// The source's tenant, version, authorize-endpoint and field-mapping
+    /// settings.
+    pub options: &'a SourceOptions,
 }
 
 impl LineContext<'_> {
@@ -524,6 +528,7 @@ mod tests {
     fn event_ids_for_several_events() {
         let p = Pseudonymiser::from_key([1; 32]);
         let base = FhirBase::auto();
+        let opts = SourceOptions::default();
         let ctx = LineContext {
             source: "s",
             event_id: "abc",
@@ -533,6 +538,7 @@ mod tests {
             env: Env::Test,
             privacy: &p,
             fhir_base: &base,
+            options: &opts,
         };
         assert_eq!(ctx.event_id_for(0), "abc");
         assert_eq!(ctx.event_id_for(2), "abc-2");

@@ -178,6 +178,7 @@ fn parse_lines(
             env: source.config.env,
             privacy,
             fhir_base,
+            options: &source.config.options,
         };
         scratch.clear();
         match source.adapter.parse_line(line.bytes, &ctx, &mut scratch) {

@@ -56,6 +56,7 @@ fn every_kind_of_bad_line_is_dead_lettered_and_the_rest_lands() {
         tenant: Some("north".into()),
         env: Env::Prod,
         start_at_end: false,
+        options: Default::default(),
     };
     let options = IngestOptions {
         data_dir: data.clone(),

@@ -32,6 +32,7 @@ fn privacy() -> Pseudonymiser {
 fn parse_with(line: &[u8], tenant: Option<&str>) -> Result<Vec<Parsed>, ParseError> {
     let p = privacy();
     let base = FhirBase::parse("/fhir/r4").unwrap();
+    let opts = scopewatch_model::config::SourceOptions::default();
     let ctx = LineContext {
         source: "push",
         event_id: "ev-1",
@@ -41,6 +42,7 @@ fn parse_with(line: &[u8], tenant: Option<&str>) -> Result<Vec<Parsed>, ParseErr
         env: Env::Sandbox,
         privacy: &p,
         fhir_base: &base,
+        options: &opts,
     };
     let mut out = Vec::new();
     Canonical.parse_line(line, &ctx, &mut out)?;

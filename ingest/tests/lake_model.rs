@@ -105,6 +105,7 @@ fn open(world: &World) -> Ingest {
         tenant: Some("north".into()),
         env: Env::Prod,
         start_at_end: false,
+        options: Default::default(),
     };
     Ingest::open(&[source], options(&world.data)).unwrap()
 }

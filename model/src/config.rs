@@ -103,6 +103,43 @@ pub struct SourceSection {
     /// `beginning` or `end`. Files appearing later are always read whole.
     #[serde(default = "default_start_at")]
     pub start_at: String,
+    /// Where an event's tenant comes from: `fixed` (the `tenant` above),
+    /// `host` (the request's host name), `path:N` (the Nth path segment,
+    /// 1-based), `realm` (the identity provider's realm), `claim:iss` or
+    /// `claim:aud` (of the bearer token). Absent: the format's own default
+    /// (`realm` for keycloak, else `fixed`). What it gives is looked up in
+    /// `tenant_map` first; a URL claim without a mapping gives its last path
+    /// segment. Events where it gives nothing fall back to `tenant`.
+    pub tenant_from: Option<String>,
+    /// Values of `tenant_from` renamed to tenant names, e.g.
+    /// `{ "fhir.north.example.org" = "north" }`.
+    #[serde(default)]
+    pub tenant_map: std::collections::BTreeMap<String, String>,
+    /// Where an app's version comes from: `claim:NAME` (a bearer token claim)
+    /// or `user_agent:REGEX` (the first capture group of a regular
+    /// expression over the User-Agent, e.g. `user_agent:CardioApp/([0-9.]+)`).
+    /// Absent: the version a line states itself, if any.
+    pub app_version_from: Option<String>,
+    /// Request paths that are an OAuth authorize endpoint: a gateway line for
+    /// one becomes an `auth` event of kind `authorize` with the scopes of its
+    /// `scope` parameter. Matched as path suffixes.
+    #[serde(default = "default_authorize_paths")]
+    pub authorize_paths: Vec<String>,
+    /// For JSON gateway logs whose field names a site chooses (nginx
+    /// `log_format ... escape=json`, envoy JSON): our field -> theirs, e.g.
+    /// `method = "request_method"`. Our fields: ts, method, path, query,
+    /// status, bytes, latency_ms, ip, user_agent, host, authorization,
+    /// client_id, request_id.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+fn default_authorize_paths() -> Vec<String> {
+    vec![
+        "/protocol/openid-connect/auth".into(),
+        "/authorize".into(),
+        "/oauth2/authorize".into(),
+    ]
 }
 
 fn default_format() -> String {
@@ -172,7 +209,168 @@ pub struct Source {
     pub tenant: Option<String>,
     pub env: Env,
     pub start_at_end: bool,
+    pub options: SourceOptions,
 }
+
+/// How a source's lines are read beyond their format: validated forms of
+/// `tenant_from`, `tenant_map`, `app_version_from`, `authorize_paths` and
+/// `fields`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// `None`: the format's default.
+    pub tenant_from: Option<TenantFrom>,
+    pub tenant_map: std::collections::BTreeMap<String, String>,
+    pub app_version_from: Option<VersionFrom>,
+    pub authorize_paths: Vec<String>,
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            tenant_from: None,
+            tenant_map: Default::default(),
+            app_version_from: None,
+            authorize_paths: default_authorize_paths(),
+            fields: Default::default(),
+        }
+    }
+}
+
+impl SourceOptions {
+    /// A value `tenant_from` gave, as a tenant name: mapped if `tenant_map`
+    /// names it, else the last path segment of a URL, else itself.
+    pub fn tenant_name(&self, value: &str) -> Option<String> {
+        if let Some(t) = self.tenant_map.get(value) {
+            return Some(t.clone());
+        }
+        let v = value.trim();
+        let v = if v.contains("://") {
+            v.trim_end_matches('/').rsplit('/').next().unwrap_or(v)
+        } else {
+            v
+        };
+        (!v.is_empty()).then(|| v.to_string())
+    }
+
+    /// Whether `path` (without its query) is an authorize endpoint.
+    pub fn is_authorize_path(&self, path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+        self.authorize_paths
+            .iter()
+            .any(|p| path.ends_with(p.trim_end_matches('/')))
+    }
+}
+
+/// Where an event's tenant comes from (see `tenant_from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantFrom {
+    Fixed,
+    Host,
+    /// 1-based segment of the request path.
+    PathSegment(usize),
+    Realm,
+    Claim(String),
+}
+
+impl TenantFrom {
+    pub fn parse(text: &str) -> Result<TenantFrom, String> {
+        match text {
+            "fixed" => Ok(TenantFrom::Fixed),
+            "host" => Ok(TenantFrom::Host),
+            "realm" => Ok(TenantFrom::Realm),
+            _ => {
+                if let Some(n) = text.strip_prefix("path:") {
+                    match n.parse::<usize>() {
+                        Ok(n) if n >= 1 => Ok(TenantFrom::PathSegment(n)),
+                        _ => Err(format!("{text:?}: `path:N` needs N >= 1")),
+                    }
+                } else if let Some(c) = text.strip_prefix("claim:") {
+                    if c.is_empty() {
+                        Err(format!("{text:?}: name the claim, e.g. `claim:iss`"))
+                    } else {
+                        Ok(TenantFrom::Claim(c.to_string()))
+                    }
+                } else {
+                    Err(format!(
+                        "{text:?}: use fixed, host, path:N, realm, claim:iss or claim:aud"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Where an app's version comes from (see `app_version_from`).
+#[derive(Debug, Clone)]
+pub enum VersionFrom {
+    Claim(String),
+    UserAgent(regex::Regex),
+}
+
+impl PartialEq for VersionFrom {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (VersionFrom::Claim(a), VersionFrom::Claim(b)) => a == b,
+            (VersionFrom::UserAgent(a), VersionFrom::UserAgent(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for VersionFrom {}
+
+impl VersionFrom {
+    pub fn parse(text: &str) -> Result<VersionFrom, String> {
+        if let Some(c) = text.strip_prefix("claim:") {
+            if c.is_empty() {
+                return Err(format!(
+                    "{text:?}: name the claim, e.g. `claim:software_version`"
+                ));
+            }
+            return Ok(VersionFrom::Claim(c.to_string()));
+        }
+        if let Some(re) = text.strip_prefix("user_agent:") {
+            let re = regex::Regex::new(re)
+                .map_err(|e| format!("{re:?} is not a regular expression: {e}"))?;
+            if re.captures_len() < 2 {
+                return Err(format!(
+                    "{text:?}: the expression needs a capture group around the version, e.g. `App/([0-9.]+)`"
+                ));
+            }
+            return Ok(VersionFrom::UserAgent(re));
+        }
+        Err(format!("{text:?}: use claim:NAME or user_agent:REGEX"))
+    }
+
+    /// The version in a User-Agent, for `user_agent:` sources.
+    pub fn from_user_agent(&self, user_agent: &str) -> Option<String> {
+        match self {
+            VersionFrom::UserAgent(re) => re
+                .captures(user_agent)
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str().to_string()),
+            VersionFrom::Claim(_) => None,
+        }
+    }
+}
+
+/// The fields a `[source.fields]` table may map.
+pub const MAPPABLE_FIELDS: &[&str] = &[
+    "ts",
+    "method",
+    "path",
+    "query",
+    "status",
+    "bytes",
+    "latency_ms",
+    "ip",
+    "user_agent",
+    "host",
+    "authorization",
+    "client_id",
+    "request_id",
+];
 
 /// A configuration that cannot be used, with where and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -328,6 +526,37 @@ impl ConfigFile {
                     }
                 })
                 .collect();
+            let tenant_from = s
+                .tenant_from
+                .as_deref()
+                .map(TenantFrom::parse)
+                .transpose()
+                .map_err(|m| invalid(&field("tenant_from"), m))?;
+            let app_version_from = s
+                .app_version_from
+                .as_deref()
+                .map(VersionFrom::parse)
+                .transpose()
+                .map_err(|m| invalid(&field("app_version_from"), m))?;
+            if let Some(unknown) = s
+                .fields
+                .keys()
+                .find(|k| !MAPPABLE_FIELDS.contains(&k.as_str()))
+            {
+                return Err(invalid(
+                    &field(&format!("fields.{unknown}")),
+                    format!(
+                        "not a field scopewatch reads; known: {}",
+                        MAPPABLE_FIELDS.join(", ")
+                    ),
+                ));
+            }
+            if s.authorize_paths.iter().any(|p| !p.starts_with('/')) {
+                return Err(invalid(
+                    &field("authorize_paths"),
+                    "each path starts with `/`".into(),
+                ));
+            }
             sources.push(Source {
                 name: s.name,
                 format: s.format,
@@ -335,6 +564,13 @@ impl ConfigFile {
                 tenant: s.tenant,
                 env,
                 start_at_end,
+                options: SourceOptions {
+                    tenant_from,
+                    tenant_map: s.tenant_map,
+                    app_version_from,
+                    authorize_paths: s.authorize_paths,
+                    fields: s.fields,
+                },
             });
         }
         Ok(Config {
@@ -373,11 +609,46 @@ mod tests {
         assert_eq!(c.sources[0].paths, vec!["/etc/sw/logs/*.log".to_string()]);
         assert_eq!(c.sources[0].format, "scopewatch");
         assert_eq!(c.sources[0].env, Env::Prod);
+        assert_eq!(c.sources[0].options.tenant_from, None);
+        let text = r#"[[source]]
+name = "gw"
+format = "nginx"
+paths = ["x"]
+tenant_from = "claim:iss"
+app_version_from = 'user_agent:CardioApp/([0-9.]+)'
+tenant_map = { "https://auth.example.org/realms/n1" = "north" }
+[source.fields]
+method = "request_method"
+"#;
+        let c = Config::from_toml_str(text, "sw.toml", Path::new("/etc/sw")).unwrap();
+        let o = &c.sources[0].options;
+        assert_eq!(o.tenant_from, Some(TenantFrom::Claim("iss".into())));
+        assert_eq!(
+            o.tenant_name("https://auth.example.org/realms/n1")
+                .as_deref(),
+            Some("north")
+        );
+        assert_eq!(
+            o.tenant_name("https://auth.example.org/realms/south/")
+                .as_deref(),
+            Some("south")
+        );
+        assert_eq!(o.fields["method"], "request_method");
+        let v = o.app_version_from.as_ref().unwrap();
+        assert_eq!(
+            v.from_user_agent("CardioApp/2.4.1 (iOS 18.1)").as_deref(),
+            Some("2.4.1")
+        );
+        assert!(o.is_authorize_path("/realms/north/protocol/openid-connect/auth?scope=openid"));
+        assert!(!o.is_authorize_path("/fhir/r4/Patient/1"));
         for (bad, field) in [
             ("[[source]]\nname = \"a b\"\npaths = [\"x\"]\n", "source[0].name"),
             ("[[source]]\nname = \"a\"\npaths = []\n", "source[0].paths"),
             ("[[source]]\nname = \"a\"\npaths = [\"x\"]\nenv = \"staging\"\n", "source[0].env"),
             ("[[source]]\nname = \"a\"\npaths = [\"x\"]\nstart_at = \"middle\"\n", "source[0].start_at"),
+            ("[[source]]\nname = \"a\"\npaths = [\"x\"]\ntenant_from = \"path:0\"\n", "source[0].tenant_from"),
+            ("[[source]]\nname = \"a\"\npaths = [\"x\"]\napp_version_from = \"user_agent:App/[0-9]+\"\n", "source[0].app_version_from"),
+            ("[[source]]\nname = \"a\"\npaths = [\"x\"]\n[source.fields]\nverb = \"request_method\"\n", "source[0].fields.verb"),
             ("[[source]]\nname = \"a\"\npaths = [\"x\"]\n[[source]]\nname = \"a\"\npaths = [\"y\"]\n", "source[1].name"),
             ("[ingest]\nmax_line_bytes = 10\n", "ingest.max_line_bytes"),
         ] {
