@@ -97,6 +97,7 @@ fn duckdb_reads_the_lake_with_the_model_schema() {
         tenant: "north".into(),
         env: Env::Prod,
         client_id: Some("cardio-insight".into()),
+        app_version: None,
         user: None,
         token_id: Some("tok-a1".into()),
         method: "GET".into(),

@@ -546,6 +546,8 @@ stream!(
         tenant: String,
         env: Env,
         client_id: Option<String>,
+        /// The app's version, when the line, the token or the User-Agent tells it.
+        app_version: Option<String>,
         /// Keyed pseudonym of the user.
         user: Option<String>,
         /// Id of the access token used (a JWT's jti, else a hash): never the token.

@@ -276,7 +276,8 @@ fn auth(mut raw: Line<'_>, ctx: &LineContext<'_>) -> Result<AuthEvent, ParseErro
         error: error.map(|e| privacy.redact_text(&e)),
         client_id: owned(text("client_id", raw.client_id.take())?)
             .or_else(|| info.and_then(|i| i.client_id.clone())),
-        app_version: owned(text("app_version", raw.app_version.take())?),
+        app_version: owned(text("app_version", raw.app_version.take())?)
+            .or_else(|| version_from_user_agent(ctx, raw.user_agent.as_ref())),
         user: match id_text("user", raw.user.take())? {
             Some(u) => Some(privacy.pseudonym(IdKind::User, &u)),
             None => info.and_then(|i| i.user.clone()),
@@ -357,6 +358,8 @@ fn access(mut raw: Line<'_>, ctx: &LineContext<'_>) -> Result<AccessEvent, Parse
         env: c.env,
         client_id: owned(text("client_id", raw.client_id.take())?)
             .or_else(|| info.and_then(|i| i.client_id.clone())),
+        app_version: owned(text("app_version", raw.app_version.take())?)
+            .or_else(|| version_from_user_agent(ctx, raw.user_agent.as_ref())),
         user: match id_text("user", raw.user.take())? {
             Some(u) => Some(privacy.pseudonym(IdKind::User, &u)),
             None => info.and_then(|i| i.user.clone()),
@@ -380,6 +383,16 @@ fn access(mut raw: Line<'_>, ctx: &LineContext<'_>) -> Result<AccessEvent, Parse
         source_file: ctx.source_file.map(str::to_string),
         source_offset: ctx.offset,
     })
+}
+
+/// The version a `user_agent:` source setting finds in the line's
+/// User-Agent.
+fn version_from_user_agent(ctx: &LineContext<'_>, user_agent: Option<&Loose<'_>>) -> Option<String> {
+    let from = ctx.options.app_version_from.as_ref()?;
+    match user_agent? {
+        Loose::Str(ua) => from.from_user_agent(ua),
+        _ => None,
+    }
 }
 
 // ---------------------------------------------------------------------------
