@@ -47,3 +47,33 @@ PY
   done
 done
 echo "(input: bench/gen_gateway.py canonical access lines with a JWT each; $threads cores; DuckDB $("$work/venv/bin/python" -c 'import duckdb; print(duckdb.__version__)') with threads=$threads)"
+
+# Adapter throughput: a generated ecosystem (about N/5 events), each format's
+# files ingested on their own with `ingest --once --format F`.
+eco="$work/eco-$((N / 5))"
+if [ ! -f "$eco/ground-truth.json" ]; then
+  rm -rf "$eco"
+  "$SCOPEWATCH_BIN" generate --out "$eco" --seed 11 --days 10 --tenants 3 --apps 9 \
+    --events-per-day $((N / 50)) --end 2026-11-20 > "$work/generate.out"
+fi
+echo
+printf '%-16s %10s %10s %12s %10s %10s\n' format lines MB seconds lines/s MB/s
+for format in scopewatch keycloak nginx kong envoy fhir-auditevent; do
+  rm -rf "$work/data-$format"
+  read -r s kib < <(run "adapter-$format" "$SCOPEWATCH_BIN" --data "$work/data-$format" ingest --once --quiet \
+    --format "$format" --tenant north --source "bench-$format" "$eco/$format")
+  python3 - "$format" "$work/adapter-$format.out" "$s" <<'PY'
+import json, sys
+fmt, out, s = sys.argv[1], sys.argv[2], max(float(sys.argv[3]), 0.01)
+d = json.load(open(out))
+print(f"{fmt:<16} {d['lines']:>10} {d['bytes']/1e6:>10.0f} {s:>12.2f} {d['lines']/s:>10.0f} {d['bytes']/1e6/s:>10.0f}")
+if d['dead_lettered']:
+    print(f"  ({d['dead_lettered']} lines dead-lettered)")
+PY
+done
+python3 - "$work/generate.out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f"(generator: {d['auth_events'] + d['access_events']} events, {d['bytes'] / 1e6:.0f} MB "
+      f"in {d['seconds']} s, {d['mb_per_s']} MB/s, one thread)")
+PY

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds scopewatch and runs it on the bundled samples: validates the sample
-# app registry, ingests the sample logs into ./scopewatch-data (a second run
-# adds nothing: every line is in the lake exactly once), and shows the scope
-# verbs. `scopewatch run` (everything in one process) is still to come.
+# Builds scopewatch and runs it on the bundled samples (a generated
+# three-hospital ecosystem in every supported log format, sample-logs/):
+# validates its app registry, ingests every log into ./scopewatch-data (a
+# second run adds nothing: every line is in the lake exactly once), and shows
+# the scope verbs. `scopewatch run` (everything in one process) is still to
+# come.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -11,7 +13,7 @@ scripts/setup.sh
 cargo build --release --locked --bin scopewatch
 sw() { echo "\$ scopewatch $*" >&2; "$SCOPEWATCH_BIN" "$@"; }
 
-sw registry check sample-logs/registry.toml
+sw --config sample-logs/scopewatch.toml registry check
 sw --config sample-logs/scopewatch.toml ingest --once
 sw scopes explain 'patient/*.read' 'patient/Observation.rs?category=laboratory' 'user/Patient.dus'
 sw scopes check --granted "launch/patient patient/Observation.rs" \

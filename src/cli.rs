@@ -42,6 +42,46 @@ pub enum Command {
     /// Read logs into the lake: follow the config's sources until stopped,
     /// or backfill files with --once
     Ingest(IngestArgs),
+    /// Write a realistic multi-tenant SMART ecosystem as logs of every
+    /// format, with its registry, a config that ingests it, and
+    /// ground-truth.json (the true scope matrix and every injected incident)
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Folder to write into (created; existing files of the same names are
+    /// replaced)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the random choices: the same seed writes the same bytes
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Days of activity, ending with --end
+    #[arg(long, default_value_t = 14)]
+    pub days: u32,
+    /// Number of tenants (hospitals)
+    #[arg(long, default_value_t = 3)]
+    pub tenants: usize,
+    /// Number of apps (clinician, patient and backend, in turn)
+    #[arg(long, default_value_t = 9)]
+    pub apps: usize,
+    /// Events per weekday (weekends have fewer), incidents not counted
+    #[arg(long, default_value_t = 2000)]
+    pub events_per_day: u64,
+    /// Formats to write, comma separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "keycloak,nginx,kong,envoy,fhir-auditevent,scopewatch"
+    )]
+    pub formats: Vec<String>,
+    /// Last day (YYYY-MM-DD); default yesterday (UTC), so every event is past
+    #[arg(long)]
+    pub end: Option<String>,
+    /// `data_dir` written into the generated scopewatch.toml (relative to it)
+    #[arg(long, default_value = "scopewatch-data")]
+    pub config_data_dir: String,
 }
 
 #[derive(Debug, Args)]

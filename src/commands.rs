@@ -35,7 +35,39 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Scopes(ScopesCommand::Minimise { used }) => scopes_minimise(&used),
         Command::Registry(RegistryCommand::Check { file }) => registry_check(&config, file),
         Command::Ingest(args) => crate::ingest::run(&config, args),
+        Command::Generate(args) => generate(args),
     }
+}
+
+fn generate(args: crate::cli::GenerateArgs) -> Result<ExitCode> {
+    use scopewatch_ingest::generate::{self, GenerateOptions};
+    let end = match &args.end {
+        Some(text) => time::Date::parse(
+            text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .with_context(|| format!("--end {text:?}: expected YYYY-MM-DD"))?,
+        None => generate::today() - time::Duration::days(1),
+    };
+    let opts = GenerateOptions {
+        out: args.out,
+        seed: args.seed,
+        days: args.days,
+        tenants: args.tenants,
+        apps: args.apps,
+        events_per_day: args.events_per_day,
+        formats: args.formats,
+        end,
+        config_data_dir: args.config_data_dir,
+    };
+    let started = std::time::Instant::now();
+    let summary = generate::generate(&opts)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut v = serde_json::to_value(&summary)?;
+    v["seconds"] = json!((seconds * 1000.0).round() / 1000.0);
+    v["mb_per_s"] = json!(((summary.bytes as f64 / 1e6 / seconds.max(1e-3)) * 10.0).round() / 10.0);
+    println!("{v}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The validated config (defaults when no file is given), with `--data` on top.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scopewatch_ingest::pipeline::{Ingest, IngestOptions};
+use scopewatch_ingest::push::{self, PushServer};
 use scopewatch_model::config::{Config, Source};
 use scopewatch_model::events::Env;
 use serde_json::json;
@@ -79,8 +80,32 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
         tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
     }
     let mut ingest = Ingest::open(&config.sources, options)?;
+    // The push endpoint runs on its own threads beside this loop, which owns
+    // the lake writer: handlers queue parsed requests and wait for the commit.
+    let push = match &config.push {
+        Some(push_config) => {
+            let parser = ingest.enable_push(push_config)?;
+            let (queue, intake) = push::queue(push_config.max_concurrent_requests);
+            let server = PushServer::start(push_config, parser, queue)?;
+            let addr = server.local_addr();
+            tracing::info!(
+                %addr,
+                sources = push_config.sources.join(","),
+                "push endpoint listening on http://{addr} (POST /ingest/<source>)"
+            );
+            Some((server, intake))
+        }
+        None => None,
+    };
     tracing::info!(sources = config.sources.len(), data = %config.data_dir.display(), "following sources; SIGINT or SIGTERM stops");
-    ingest.follow(&stop)?;
+    let followed = ingest.follow_with_push(&stop, push.as_ref().map(|(_, intake)| intake));
+    if let Some((server, intake)) = push {
+        // Queued pushes not taken by the loop get 503 once the intake is
+        // gone; then the server lets answers in progress go out and stops.
+        drop(intake);
+        server.stop(Duration::from_secs(5));
+    }
+    followed?;
     let stats = ingest.stats().clone();
     tracing::info!(
         lines = stats.lines,

@@ -26,7 +26,7 @@ fn sample_registry() -> PathBuf {
     // Read at run time, not baked in with `env!`: a test binary reused from a
     // shared target directory must find the checkout it is run from.
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test");
-    Path::new(&manifest).join("sample-logs/registry.toml")
+    Path::new(&manifest).join("docs/registry-example.toml")
 }
 
 #[test]

@@ -8,8 +8,10 @@
 pub mod adapter;
 pub mod deadletter;
 pub mod formats;
+pub mod generate;
 pub mod lake;
 mod parquet_sink;
 pub mod pipeline;
 pub mod privacy;
+pub mod push;
 pub mod tail;

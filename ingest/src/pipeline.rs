@@ -1,21 +1,30 @@
 //! The ingest loop: every source's tailer feeds its adapter, events go to the
 //! lake writer, and each commit carries the positions of exactly the lines
 //! whose events it holds. Dead letters are fsynced before that commit.
+//!
+//! Pushed requests ([`crate::push`]) arrive parsed, as [`PushBatch`]es on a
+//! queue the loop drains between polls; they are committed at once (with
+//! whatever the tailers read, and the tailers' positions) and answered only
+//! after that commit returned. The journal's checkpoint also remembers the
+//! hashes of recently committed push bodies, so a retried body is answered
+//! without being written twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use scopewatch_model::config::{Config, Source as SourceConfig};
+use scopewatch_model::config::{Config, PushConfig, Source as SourceConfig};
 use scopewatch_model::request::FhirBase;
+use tokio::sync::oneshot;
 
 use crate::adapter::{Adapter, LineContext, Parsed};
 use crate::deadletter::DeadLetters;
 use crate::formats;
 use crate::lake::{DayBatches, LakeConfig, LakeError, LakeWriter};
 use crate::privacy::{PrivacyError, Pseudonymiser};
+use crate::push::{PushAck, PushBatch, PushIntake, PushParser, PushRefused};
 use crate::tail::{Checkpoints, LineRef, StartAt, TailConfig, TailError, Tailer};
 
 /// Why ingest stopped or could not start.
@@ -49,6 +58,8 @@ pub enum IngestError {
         "no sources to read: add [[source]] tables to the config, or give paths to `ingest --once`"
     )]
     NoSources,
+    #[error("ingest.push: source `{0}` is not a configured source with a known format")]
+    PushSource(String),
 }
 
 /// Totals since start, per source and overall.
@@ -69,12 +80,77 @@ pub struct SourceStats {
     pub bytes: u64,
     pub events: u64,
     pub dead_lettered: u64,
+    /// Push requests taken (their lines, bytes and events count above too).
+    pub pushes: u64,
 }
 
 struct SourceRuntime {
     config: SourceConfig,
     adapter: Box<dyn Adapter>,
-    tailer: Tailer,
+    /// `None` for a source that only takes pushes (no paths).
+    tailer: Option<Tailer>,
+    /// The restored positions of a source without a tailer, carried on
+    /// unchanged so adding paths back later resumes where it was.
+    kept_positions: Option<serde_json::Value>,
+}
+
+/// What the loop knows of pushes: the bodies committed lately (per source,
+/// oldest first, as hash prefixes) and those accepted since the last
+/// commit, with the replies owed once it is durable.
+#[derive(Default)]
+struct PushLedger {
+    /// Bodies remembered per source; `None` until push is enabled (a
+    /// restored record is then carried on unchanged).
+    limit: Option<usize>,
+    committed: BTreeMap<String, VecDeque<String>>,
+    /// (source, body hash) accepted since the last commit.
+    pending: Vec<(String, String)>,
+    waiters: Vec<(oneshot::Sender<Result<PushAck, PushRefused>>, bool)>,
+}
+
+impl PushLedger {
+    /// The record as it will be once the pending bodies are committed.
+    fn record_after_commit(&self) -> BTreeMap<String, VecDeque<String>> {
+        let mut record = self.committed.clone();
+        if let Some(limit) = self.limit {
+            for (source, hash) in &self.pending {
+                let q = record.entry(source.clone()).or_default();
+                q.push_back(hash.clone());
+                while q.len() > limit {
+                    q.pop_front();
+                }
+            }
+            record.retain(|_, q| !q.is_empty());
+        }
+        record
+    }
+
+    fn is_committed(&self, source: &str, hash: &str) -> bool {
+        self.committed
+            .get(source)
+            .is_some_and(|q| q.iter().any(|h| h == hash))
+    }
+
+    fn is_pending(&self, source: &str, hash: &str) -> bool {
+        self.pending.iter().any(|(s, h)| s == source && h == hash)
+    }
+
+    /// The commit went through: remember its bodies, answer its pushes.
+    fn committed(&mut self, record: BTreeMap<String, VecDeque<String>>) {
+        self.committed = record;
+        self.pending.clear();
+        for (reply, duplicate) in self.waiters.drain(..) {
+            let _ = reply.send(Ok(PushAck { duplicate }));
+        }
+    }
+
+    /// The commit failed: nothing pending is durable; tell the pushers.
+    fn failed(&mut self, why: &str) {
+        self.pending.clear();
+        for (reply, _) in self.waiters.drain(..) {
+            let _ = reply.send(Err(PushRefused(why.to_string())));
+        }
+    }
 }
 
 /// Settings of one ingest process beyond the config file.
@@ -120,6 +196,7 @@ pub struct Ingest {
     uncommitted_lines: u64,
     uncommitted_since: Option<Instant>,
     max_age: Duration,
+    push: PushLedger,
     /// Threads of rayon's pool, where lines are parsed and Parquet encoded
     /// (its threads live as long as the process, so their per-thread caches
     /// of tokens and scope lists stay warm).
@@ -198,12 +275,13 @@ fn parse_lines(
 }
 
 /// Bytes a tailer's files hold beyond what it has read.
-fn lag(tailer: &Tailer) -> u64 {
-    tailer
-        .file_stats()
-        .iter()
-        .map(|f| f.size.saturating_sub(f.offset))
-        .sum()
+fn lag(tailer: Option<&Tailer>) -> u64 {
+    tailer.map_or(0, |t| {
+        t.file_stats()
+            .iter()
+            .map(|f| f.size.saturating_sub(f.offset))
+            .sum()
+    })
 }
 
 fn dead_letter_error(data_dir: &Path, source: std::io::Error) -> IngestError {
@@ -213,19 +291,39 @@ fn dead_letter_error(data_dir: &Path, source: std::io::Error) -> IngestError {
     }
 }
 
-/// The checkpoint the journal carries: each source's tailer positions.
-fn checkpoint_json(sources: &[SourceRuntime]) -> serde_json::Value {
+/// The checkpoint the journal carries: each source's tailer positions, and
+/// (when there are any) the push bodies remembered per source.
+fn checkpoint_json(
+    sources: &[SourceRuntime],
+    push_record: &BTreeMap<String, VecDeque<String>>,
+) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = sources
         .iter()
-        .map(|s| {
-            let json = s.tailer.positions().to_json();
-            (
-                s.config.name.clone(),
-                serde_json::from_str(&json).expect("tailer checkpoints are JSON"),
-            )
+        .filter_map(|s| {
+            let positions = match &s.tailer {
+                Some(t) => serde_json::from_str(&t.positions().to_json())
+                    .expect("tailer checkpoints are JSON"),
+                None => s.kept_positions.clone()?,
+            };
+            Some((s.config.name.clone(), positions))
         })
         .collect();
-    serde_json::json!({ "version": 1, "sources": map })
+    let mut checkpoint = serde_json::json!({ "version": 1, "sources": map });
+    if !push_record.is_empty() {
+        checkpoint["push"] = serde_json::json!(push_record);
+    }
+    checkpoint
+}
+
+/// The push record of a restored checkpoint.
+fn restore_push_record(
+    checkpoint: &serde_json::Value,
+) -> Result<BTreeMap<String, VecDeque<String>>, IngestError> {
+    match checkpoint.get("push") {
+        None | Some(serde_json::Value::Null) => Ok(BTreeMap::new()),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| IngestError::Checkpoint(format!("push record: {e}"))),
+    }
 }
 
 impl Ingest {
@@ -249,7 +347,18 @@ impl Ingest {
                     format: source.format.clone(),
                     known: formats::NAMES.join(", "),
                 })?;
-            let positions = match restored.get("sources").and_then(|s| s.get(&source.name)) {
+            let restored_positions = restored.get("sources").and_then(|s| s.get(&source.name));
+            if source.paths.is_empty() {
+                // Takes pushes only: no tailer.
+                runtimes.push(SourceRuntime {
+                    config: source.clone(),
+                    adapter,
+                    tailer: None,
+                    kept_positions: restored_positions.cloned(),
+                });
+                continue;
+            }
+            let positions = match restored_positions {
                 Some(v) => Checkpoints::from_json(&v.to_string()).map_err(|e| {
                     IngestError::Checkpoint(format!("source `{}`: {e}", source.name))
                 })?,
@@ -273,9 +382,14 @@ impl Ingest {
             runtimes.push(SourceRuntime {
                 config: source.clone(),
                 adapter,
-                tailer,
+                tailer: Some(tailer),
+                kept_positions: None,
             });
         }
+        let push = PushLedger {
+            committed: restore_push_record(&restored)?,
+            ..PushLedger::default()
+        };
         let threads = rayon::current_num_threads();
         Ok(Ingest {
             sources: runtimes,
@@ -288,8 +402,67 @@ impl Ingest {
             uncommitted_lines: 0,
             uncommitted_since: None,
             max_age: options.lake.max_age,
+            push,
             threads,
         })
+    }
+
+    /// Prepares to take pushes for `config.sources`: remembers up to
+    /// `config.dedup_bodies` committed bodies per source, and returns the
+    /// parser the HTTP side uses (same adapters and pseudonymiser as the
+    /// tailed lines). Feed its batches through
+    /// [`Ingest::follow_with_push`].
+    pub fn enable_push(&mut self, config: &PushConfig) -> Result<PushParser, IngestError> {
+        let configs: Vec<SourceConfig> = self.sources.iter().map(|s| s.config.clone()).collect();
+        let parser = PushParser::new(
+            &configs,
+            config,
+            self.privacy.clone(),
+            self.fhir_base.clone(),
+        )
+        .map_err(IngestError::PushSource)?;
+        self.push.limit = Some(config.dedup_bodies);
+        Ok(parser)
+    }
+
+    /// Takes one parsed push: its events join the buffer and its reply
+    /// waits for the next commit. A body already committed (a retry) is
+    /// answered at once and written nothing; one already pending waits for
+    /// the same commit and is written nothing either.
+    pub fn accept_push(&mut self, batch: PushBatch) {
+        let PushBatch {
+            source,
+            body_hash,
+            lines,
+            bytes,
+            event_count,
+            events,
+            reply,
+        } = batch;
+        let dedup = self.push.limit.is_some_and(|l| l > 0);
+        if dedup && self.push.is_committed(&source, &body_hash) {
+            tracing::info!(source = %source, lines, "push of a body already committed: answered without writing it again");
+            let _ = reply.send(Ok(PushAck { duplicate: true }));
+            return;
+        }
+        if dedup && self.push.is_pending(&source, &body_hash) {
+            self.push.waiters.push((reply, true));
+            return;
+        }
+        self.writer.push_batches(events);
+        self.push.pending.push((source.clone(), body_hash));
+        self.push.waiters.push((reply, false));
+        let per = self.stats.per_source.entry(source).or_default();
+        per.lines += lines;
+        per.bytes += bytes;
+        per.events += event_count;
+        per.pushes += 1;
+        self.uncommitted_lines += lines;
+    }
+
+    /// Pushes are waiting for a commit.
+    pub fn push_waiting(&self) -> bool {
+        !self.push.waiters.is_empty()
     }
 
     pub fn stats(&self) -> &IngestStats {
@@ -302,7 +475,7 @@ impl Ingest {
 
     /// Bytes each source still has to read (file sizes minus positions).
     pub fn lag_bytes(&self) -> u64 {
-        self.sources.iter().map(|s| lag(&s.tailer)).sum()
+        self.sources.iter().map(|s| lag(s.tailer.as_ref())).sum()
     }
 
     /// Reads what every source has now, parses it and buffers the events.
@@ -310,13 +483,13 @@ impl Ingest {
     pub fn poll(&mut self) -> Result<u64, IngestError> {
         let mut read = 0;
         for source in &mut self.sources {
-            let batch = source
-                .tailer
-                .read_available()
-                .map_err(|error| IngestError::Tail {
-                    source_name: source.config.name.clone(),
-                    error,
-                })?;
+            let Some(tailer) = source.tailer.as_mut() else {
+                continue;
+            };
+            let batch = tailer.read_available().map_err(|error| IngestError::Tail {
+                source_name: source.config.name.clone(),
+                error,
+            })?;
             if batch.is_empty() {
                 continue;
             }
@@ -380,11 +553,24 @@ impl Ingest {
     /// pauses here, retrying until space returns or `stop` is set (then the
     /// error is returned and nothing read since the last commit is lost: the
     /// lines are read again at the next start).
+    ///
+    /// Pushes taken since the last commit are answered here: Ok once the
+    /// commit returned, else with the error (their events are dropped; the
+    /// shipper retries).
     pub fn commit(&mut self, stop: &AtomicBool) -> Result<(), IngestError> {
+        let result = self.commit_inner(stop);
+        if let Err(e) = &result {
+            self.push.failed(&commit_failure(e));
+        }
+        result
+    }
+
+    fn commit_inner(&mut self, stop: &AtomicBool) -> Result<(), IngestError> {
         self.dead
             .flush_durable()
             .map_err(|e| dead_letter_error(&self.data_dir, e))?;
-        let checkpoint = checkpoint_json(&self.sources);
+        let push_record = self.push.record_after_commit();
+        let checkpoint = checkpoint_json(&self.sources, &push_record);
         let dead_lengths = self.dead.lengths().clone();
         let batches = self.writer.take_batches();
         let mut paused_since: Option<Instant> = None;
@@ -412,6 +598,7 @@ impl Ingest {
                     );
                     self.uncommitted_lines = 0;
                     self.uncommitted_since = None;
+                    self.push.committed(push_record);
                     self.refresh_totals();
                     metrics::counter!("scopewatch_ingest_commits_total").increment(1);
                     metrics::gauge!("scopewatch_ingest_last_commit_timestamp_seconds").set(
@@ -462,7 +649,7 @@ impl Ingest {
                 bytes = st.bytes,
                 events = st.events,
                 dead_lettered = st.dead_lettered,
-                lag_bytes = lag(&s.tailer),
+                lag_bytes = lag(s.tailer.as_ref()),
                 commits = self.stats.commits,
                 "source status"
             );
@@ -488,7 +675,7 @@ impl Ingest {
         }
         for s in &self.sources {
             metrics::gauge!("scopewatch_source_lag_bytes", "source" => s.config.name.clone())
-                .set(lag(&s.tailer) as f64);
+                .set(lag(s.tailer.as_ref()) as f64);
         }
         self.stats.lines = lines;
         self.stats.bytes = bytes;
@@ -520,8 +707,24 @@ impl Ingest {
     /// Follows every source until `stop` is set, then commits what is
     /// buffered (`scopewatch ingest` with a config).
     pub fn follow(&mut self, stop: &AtomicBool) -> Result<(), IngestError> {
+        self.follow_with_push(stop, None)
+    }
+
+    /// [`Ingest::follow`], also taking the pushes that arrive on `intake`:
+    /// each round drains the queue and commits at once when pushes wait
+    /// (pushes arriving during a commit share the next one). When nothing
+    /// was read it waits on the queue (a bounded wait) rather than
+    /// sleeping, so a push is never kept waiting by an idle loop. At stop,
+    /// what is queued is committed and answered with the rest; pushes that
+    /// arrive later find the intake gone (the caller drops it) and get 503.
+    pub fn follow_with_push(
+        &mut self,
+        stop: &AtomicBool,
+        intake: Option<&PushIntake>,
+    ) -> Result<(), IngestError> {
         let mut last_report = Instant::now();
         let mut last_compaction: Option<Instant> = None;
+        let mut woken: Option<PushBatch> = None;
         while !stop.load(Ordering::Relaxed) {
             if last_report.elapsed() >= Duration::from_secs(60) {
                 self.log_sources();
@@ -532,17 +735,56 @@ impl Ingest {
                 last_compaction = Some(Instant::now());
             }
             let read = self.poll()?;
-            if self.should_commit() {
+            let mut pushed = 0;
+            if let Some(batch) = woken.take() {
+                self.accept_push(batch);
+                pushed += 1;
+            }
+            if let Some(intake) = intake {
+                while let Some(batch) = intake.try_recv() {
+                    self.accept_push(batch);
+                    pushed += 1;
+                }
+            }
+            if self.push_waiting() || self.should_commit() {
                 self.commit(stop)?;
             }
-            if read == 0 {
-                let wait = Duration::from_millis(100);
-                match self.sources.first_mut() {
-                    Some(first) => first.tailer.wait(wait),
-                    None => std::thread::sleep(wait),
+            if read == 0 && pushed == 0 {
+                let tailer = self.sources.iter_mut().find_map(|s| s.tailer.as_mut());
+                match (intake, tailer) {
+                    // Appended lines are read at the next round anyway; a
+                    // short wait keeps their latency low without notify.
+                    (Some(intake), Some(_)) => woken = intake.recv_timeout(PUSH_WAIT_TAILING),
+                    (Some(intake), None) => woken = intake.recv_timeout(PUSH_WAIT_IDLE),
+                    (None, Some(tailer)) => tailer.wait(Duration::from_millis(100)),
+                    (None, None) => std::thread::sleep(Duration::from_millis(100)),
                 }
             }
         }
+        if let Some(batch) = woken.take() {
+            self.accept_push(batch);
+        }
+        if let Some(intake) = intake {
+            while let Some(batch) = intake.try_recv() {
+                self.accept_push(batch);
+            }
+        }
         self.commit(stop)
+    }
+}
+
+/// How long an idle loop waits on the push queue while it also tails files.
+const PUSH_WAIT_TAILING: Duration = Duration::from_millis(25);
+/// ... and when it only takes pushes.
+const PUSH_WAIT_IDLE: Duration = Duration::from_millis(100);
+
+/// What a pusher is told when the commit of its events failed (no paths or
+/// values: the error's kind only).
+fn commit_failure(e: &IngestError) -> String {
+    match e {
+        IngestError::Lake(l) if l.is_disk_full() => "the disk is full".into(),
+        IngestError::Lake(_) => "writing the lake failed".into(),
+        IngestError::DeadLetter { .. } => "writing dead letters failed".into(),
+        _ => "ingest failed".into(),
     }
 }

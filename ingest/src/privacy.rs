@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -1033,8 +1033,10 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// `jti:<jti>`, or `jti-h:<hash>` when the jti is too long or odd.
-fn jti_id(jti: &str) -> String {
+/// `jti:<jti>`, or `jti-h:<hash>` when the jti is too long or odd: the id
+/// of a token whose `jti` is known (every source must give the same id, so
+/// that calls join their grants).
+pub fn jti_id(jti: &str) -> String {
     let plain = !jti.is_empty()
         && jti.len() <= MAX_JTI_CHARS
         && jti
@@ -1158,6 +1160,32 @@ pub struct JwtClaims {
     pub exp: Option<i64>,
     /// Seconds since the epoch.
     pub iat: Option<i64>,
+    /// Every other top-level claim whose value is a string or a number (as
+    /// text), by name: e.g. `tenant`, `software_version`. Raw values, which
+    /// may identify someone: use one only where a source's configuration
+    /// names it.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl JwtClaims {
+    /// A claim by name: the ones read into the fields above (`azp` and
+    /// `cid` give `client_id`, `scp` gives `scope`, `patient_id` gives
+    /// `patient`; `exp` and `iat` as decimal seconds), else [`Self::extra`].
+    pub fn claim(&self, name: &str) -> Option<Cow<'_, str>> {
+        let field = match name {
+            "jti" => &self.jti,
+            "client_id" | "azp" | "cid" => &self.client_id,
+            "scope" | "scp" => &self.scope,
+            "sub" => &self.sub,
+            "patient" | "patient_id" => &self.patient,
+            "iss" => &self.iss,
+            "aud" => &self.aud,
+            "exp" => return self.exp.map(|s| Cow::Owned(s.to_string())),
+            "iat" => return self.iat.map(|s| Cow::Owned(s.to_string())),
+            _ => return self.extra.get(name).map(|v| Cow::Borrowed(v.as_str())),
+        };
+        field.as_deref().map(Cow::Borrowed)
+    }
 }
 
 /// Reads a JWT's claims without verifying its signature (scopewatch only
@@ -1197,6 +1225,8 @@ pub fn jwt_claims(token: &str) -> Option<JwtClaims> {
         exp: Option<Loose<'a>>,
         #[serde(borrow, default)]
         iat: Option<Loose<'a>>,
+        #[serde(borrow, flatten)]
+        extra: BTreeMap<String, Loose<'a>>,
     }
     let payload = jwt_payload(strip_scheme(token))?;
     let raw: Raw<'_> = serde_json::from_slice(&payload).ok()?;
@@ -1230,6 +1260,11 @@ pub fn jwt_claims(token: &str) -> Option<JwtClaims> {
         aud: joined(raw.aud),
         exp: raw.exp.and_then(|v| v.as_i64()),
         iat: raw.iat.and_then(|v| v.as_i64()),
+        extra: raw
+            .extra
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.into_text()?)))
+            .collect(),
     })
 }
 

@@ -3,6 +3,8 @@
 //! documented, units in names), and [`Config`] is the validated runtime form
 //! that the rest of the program uses. Later parts add their own sections.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -57,6 +59,148 @@ pub struct IngestSection {
     /// Address for the Prometheus `/metrics` endpoint of `scopewatch ingest`,
     /// e.g. `127.0.0.1:9898`. Absent: no endpoint.
     pub metrics_listen: Option<String>,
+    /// `[ingest.push]`: the HTTP push endpoint (`POST /ingest/<source>`).
+    /// Absent: no endpoint. After validation it is in [`Config::push`]
+    /// (and `None` here).
+    pub push: Option<PushSection>,
+}
+
+/// `[ingest.push]`: `scopewatch ingest` takes NDJSON (or any configured
+/// format, one entry a line) by HTTP, `POST /ingest/<source>` with
+/// `Authorization: Bearer <key>`, optionally `Content-Encoding: gzip`, and
+/// answers 200 only once the events are durable in the lake.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSection {
+    /// Address to listen on, `IP:port` (e.g. `127.0.0.1:9899`; port 0 takes
+    /// a free port, which is logged at start). No host names.
+    pub listen: String,
+    /// Name of the environment variable holding the bearer key shippers
+    /// send (e.g. `SCOPEWATCH_PUSH_KEY`). The preferred way to give the key.
+    pub key_env: Option<String>,
+    /// The bearer key itself, written in the file (for tests; prefer
+    /// `key_env`). At least 16 characters. Give `key_env` or `key`, not both.
+    pub key: Option<Secret>,
+    /// Per-source keys: source name -> environment variable holding that
+    /// source's key, e.g. `{ gateway = "SCOPEWATCH_PUSH_KEY_GATEWAY" }`. A
+    /// source listed here accepts only its own key; the others take the
+    /// shared `key_env` / `key`.
+    #[serde(default)]
+    pub source_key_env: BTreeMap<String, String>,
+    /// Names of the `[[source]]`s that accept pushes. Absent: every source.
+    /// A source that only takes pushes needs no `paths`.
+    pub sources: Option<Vec<String>>,
+    /// Largest request body in bytes, both as sent and after gzip
+    /// decompression (a zip bomb stops here); larger bodies get 413.
+    /// Lines longer than `ingest.max_line_bytes` get 413 too.
+    #[serde(default = "default_push_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How many recently committed request bodies each source remembers
+    /// (by SHA-256, in the lake journal), so a shipper retrying a request
+    /// whose answer it lost gets 200 without the events being written
+    /// twice. 0: do not remember (a retry writes the events again, under
+    /// the same event ids).
+    #[serde(default = "default_push_dedup_bodies")]
+    pub dedup_bodies: usize,
+    /// Requests being read, parsed or waiting for their commit at once;
+    /// more get 503 with `Retry-After`.
+    #[serde(default = "default_push_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_push_max_body_bytes() -> usize {
+    10 << 20
+}
+fn default_push_dedup_bodies() -> usize {
+    1024
+}
+fn default_push_max_concurrent_requests() -> usize {
+    32
+}
+
+/// A secret read from the config file: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret's text, for the one place that must compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The validated `[ingest.push]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushConfig {
+    pub listen: SocketAddr,
+    /// The key of sources without their own; `None` when every push source
+    /// has its own.
+    pub key: Option<KeySource>,
+    /// Per-source keys.
+    pub source_keys: BTreeMap<String, KeySource>,
+    /// The sources that accept pushes, in config order.
+    pub sources: Vec<String>,
+    pub max_body_bytes: usize,
+    /// `ingest.max_line_bytes`.
+    pub max_line_bytes: usize,
+    pub dedup_bodies: usize,
+    pub max_concurrent_requests: usize,
+}
+
+/// Where a push key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// An environment variable, read when the endpoint starts.
+    Env(String),
+    /// Written in the config file.
+    Literal(Secret),
+}
+
+/// Shortest key accepted.
+pub const MIN_PUSH_KEY_CHARS: usize = 16;
+
+impl KeySource {
+    /// The key, looking environment variables up with `env` (the caller
+    /// passes `std::env::var`; this crate does no IO). The error names the
+    /// variable, never a value.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Secret, String> {
+        let key = match self {
+            KeySource::Literal(s) => s.clone(),
+            KeySource::Env(name) => match env(name) {
+                Some(v) => Secret(v.trim().to_string()),
+                None => return Err(format!("environment variable {name} is not set")),
+            },
+        };
+        if key.0.chars().count() < MIN_PUSH_KEY_CHARS {
+            let what = match self {
+                KeySource::Env(name) => format!("the key in {name}"),
+                KeySource::Literal(_) => "the key".to_string(),
+            };
+            return Err(format!(
+                "{what} is shorter than {MIN_PUSH_KEY_CHARS} characters"
+            ));
+        }
+        Ok(key)
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn default_max_rows() -> usize {
@@ -77,6 +221,7 @@ impl Default for IngestSection {
             max_line_bytes: default_max_line_bytes(),
             pseudonym_key: None,
             metrics_listen: None,
+            push: None,
         }
     }
 }
@@ -92,7 +237,9 @@ pub struct SourceSection {
     #[serde(default = "default_format")]
     pub format: String,
     /// Files, folders or globs (`*`, `?` in the last component); relative
-    /// paths are relative to the config file.
+    /// paths are relative to the config file. May be empty (or absent) only
+    /// for a source that takes pushes (`[ingest.push]`) and nothing else.
+    #[serde(default)]
     pub paths: Vec<String>,
     /// Tenant of events whose line does not name one.
     pub tenant: Option<String>,
@@ -198,6 +345,8 @@ pub struct Config {
     pub stale_after_days: u32,
     pub ingest: IngestSection,
     pub sources: Vec<Source>,
+    /// The push endpoint, when `[ingest.push]` is configured.
+    pub push: Option<PushConfig>,
 }
 
 /// A validated `[[source]]`.
@@ -205,6 +354,7 @@ pub struct Config {
 pub struct Source {
     pub name: String,
     pub format: String,
+    /// Empty for a source that only takes pushes.
     pub paths: Vec<String>,
     pub tenant: Option<String>,
     pub env: Env,
@@ -400,6 +550,7 @@ impl Default for Config {
             stale_after_days: default_window_days(),
             ingest: IngestSection::default(),
             sources: Vec::new(),
+            push: None,
         }
     }
 }
@@ -453,7 +604,16 @@ impl ConfigFile {
                 return Err(invalid(field, format!("{days} days: use 1 to 3660")));
             }
         }
-        let ingest = self.ingest;
+        let mut ingest = self.ingest;
+        let push_section = ingest.push.take();
+        // Sources that take pushes may go without paths.
+        let push_sources: Vec<String> = match &push_section {
+            None => Vec::new(),
+            Some(p) => match &p.sources {
+                Some(names) => names.clone(),
+                None => self.sources.iter().map(|s| s.name.clone()).collect(),
+            },
+        };
         if ingest.max_rows_per_file == 0 {
             return Err(invalid(
                 "ingest.max_rows_per_file",
@@ -492,11 +652,13 @@ impl ConfigFile {
                     format!("{:?} is used by another source", s.name),
                 ));
             }
-            if s.paths.is_empty() {
-                return Err(invalid(
-                    &field("paths"),
-                    "give at least one file, folder or glob".into(),
-                ));
+            if s.paths.is_empty() && !push_sources.contains(&s.name) {
+                let message = if push_section.is_some() {
+                    "give at least one file, folder or glob, or list the source in ingest.push.sources to take pushes only"
+                } else {
+                    "give at least one file, folder or glob (or configure [ingest.push] for a source that only takes pushes)"
+                };
+                return Err(invalid(&field("paths"), message.into()));
             }
             let env = Env::parse(&s.env).ok_or_else(|| {
                 invalid(
@@ -573,9 +735,14 @@ impl ConfigFile {
                 },
             });
         }
+        let push = push_section
+            .map(|p| validate_push(p, &sources, ingest.max_line_bytes))
+            .transpose()
+            .map_err(|(f, m)| invalid(&format!("ingest.push.{f}"), m))?;
         Ok(Config {
             ingest,
             sources,
+            push,
             data_dir: self
                 .data_dir
                 .map(resolve)
@@ -586,6 +753,133 @@ impl ConfigFile {
             stale_after_days: self.analysis.stale_after_days,
         })
     }
+}
+
+/// `[ingest.push]` against the validated sources; errors are (field, message).
+fn validate_push(
+    p: PushSection,
+    sources: &[Source],
+    max_line_bytes: usize,
+) -> Result<PushConfig, (String, String)> {
+    let err = |f: &str, m: String| (f.to_string(), m);
+    let listen: SocketAddr = p.listen.parse().map_err(|_| {
+        err(
+            "listen",
+            format!("{:?}: use IP:port, e.g. 127.0.0.1:9899", p.listen),
+        )
+    })?;
+    let known = |name: &str| sources.iter().any(|s| s.name == name);
+    let names = match p.sources {
+        Some(names) => {
+            if names.is_empty() {
+                return Err(err(
+                    "sources",
+                    "name at least one [[source]] (or leave it out: every source)".into(),
+                ));
+            }
+            if let Some(unknown) = names.iter().find(|n| !known(n)) {
+                return Err(err(
+                    "sources",
+                    format!("{unknown:?} is not the name of a [[source]]"),
+                ));
+            }
+            let mut unique: Vec<String> = Vec::new();
+            for n in names {
+                if !unique.contains(&n) {
+                    unique.push(n);
+                }
+            }
+            unique
+        }
+        None => sources.iter().map(|s| s.name.clone()).collect(),
+    };
+    if names.is_empty() {
+        return Err(err(
+            "sources",
+            "no [[source]] to push to: add one (it may have no paths)".into(),
+        ));
+    }
+    let key = match (p.key_env, p.key) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "key",
+                "give key_env or key, not both (key_env is preferred)".into(),
+            ))
+        }
+        (Some(name), None) => {
+            if !is_env_name(&name) {
+                return Err(err(
+                    "key_env",
+                    format!("{name:?} is not an environment variable name"),
+                ));
+            }
+            Some(KeySource::Env(name))
+        }
+        (None, Some(secret)) => {
+            if secret.0.chars().count() < MIN_PUSH_KEY_CHARS {
+                return Err(err(
+                    "key",
+                    format!("shorter than {MIN_PUSH_KEY_CHARS} characters"),
+                ));
+            }
+            Some(KeySource::Literal(secret))
+        }
+        (None, None) => None,
+    };
+    let mut source_keys = BTreeMap::new();
+    for (source, var) in p.source_key_env {
+        if !names.contains(&source) {
+            return Err(err(
+                &format!("source_key_env.{source}"),
+                "not a source that takes pushes".into(),
+            ));
+        }
+        if !is_env_name(&var) {
+            return Err(err(
+                &format!("source_key_env.{source}"),
+                format!("{var:?} is not an environment variable name"),
+            ));
+        }
+        source_keys.insert(source, KeySource::Env(var));
+    }
+    if key.is_none() {
+        if let Some(without) = names.iter().find(|n| !source_keys.contains_key(*n)) {
+            return Err(err(
+                "key_env",
+                format!(
+                    "source {without:?} has no key: set key_env (or key), or give it one in source_key_env"
+                ),
+            ));
+        }
+    }
+    if !(1024..=(1 << 30)).contains(&p.max_body_bytes) {
+        return Err(err(
+            "max_body_bytes",
+            format!("{} bytes: use 1024 to 1073741824", p.max_body_bytes),
+        ));
+    }
+    if p.dedup_bodies > 65_536 {
+        return Err(err(
+            "dedup_bodies",
+            format!("{}: use 0 to 65536", p.dedup_bodies),
+        ));
+    }
+    if !(1..=4096).contains(&p.max_concurrent_requests) {
+        return Err(err(
+            "max_concurrent_requests",
+            format!("{}: use 1 to 4096", p.max_concurrent_requests),
+        ));
+    }
+    Ok(PushConfig {
+        listen,
+        key,
+        source_keys,
+        sources: names,
+        max_body_bytes: p.max_body_bytes,
+        max_line_bytes,
+        dedup_bodies: p.dedup_bodies,
+        max_concurrent_requests: p.max_concurrent_requests,
+    })
 }
 
 #[cfg(test)]
@@ -655,6 +949,116 @@ method = "request_method"
             let e = Config::from_toml_str(bad, "sw.toml", Path::new(".")).unwrap_err().to_string();
             assert!(e.contains(field), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn push_is_validated_into_runtime_types() {
+        let text = r#"
+[ingest]
+max_line_bytes = 4096
+[ingest.push]
+listen = "127.0.0.1:9899"
+key_env = "SCOPEWATCH_PUSH_KEY"
+source_key_env = { shipper = "SHIPPER_KEY" }
+max_body_bytes = 65536
+
+[[source]]
+name = "gw"
+paths = ["x"]
+
+[[source]]
+name = "shipper"
+"#;
+        let c = Config::from_toml_str(text, "sw.toml", Path::new("/etc/sw")).unwrap();
+        assert!(c.ingest.push.is_none(), "moved to Config::push");
+        let p = c.push.unwrap();
+        assert_eq!(p.listen, "127.0.0.1:9899".parse().unwrap());
+        assert_eq!(p.sources, vec!["gw".to_string(), "shipper".to_string()]);
+        assert_eq!(p.key, Some(KeySource::Env("SCOPEWATCH_PUSH_KEY".into())));
+        assert_eq!(
+            p.source_keys["shipper"],
+            KeySource::Env("SHIPPER_KEY".into())
+        );
+        assert_eq!(p.max_body_bytes, 65536);
+        assert_eq!(p.max_line_bytes, 4096);
+        assert_eq!(p.dedup_bodies, 1024);
+        assert!(c.sources[1].paths.is_empty(), "push-only source");
+        // Keys resolve through the given lookup; errors name the variable only.
+        let env = |name: &str| (name == "SHIPPER_KEY").then(|| "k-0123456789abcdef".to_string());
+        assert_eq!(
+            p.source_keys["shipper"].resolve(env).unwrap().expose(),
+            "k-0123456789abcdef"
+        );
+        let e = p.key.as_ref().unwrap().resolve(env).unwrap_err();
+        assert!(e.contains("SCOPEWATCH_PUSH_KEY"), "{e}");
+        let short = |_: &str| Some("short".to_string());
+        let e = p.source_keys["shipper"].resolve(short).unwrap_err();
+        assert!(e.contains("SHIPPER_KEY is shorter than 16"), "{e}");
+
+        // A literal key never shows in Debug output.
+        let text = "[ingest.push]\nlisten = \"127.0.0.1:0\"\nkey = \"literal-key-0123456789\"\n[[source]]\nname = \"a\"\n";
+        let c = Config::from_toml_str(text, "sw.toml", Path::new(".")).unwrap();
+        let p = c.push.as_ref().unwrap();
+        assert_eq!(
+            p.key.as_ref().unwrap().resolve(|_| None).unwrap().expose(),
+            "literal-key-0123456789"
+        );
+        assert!(!format!("{c:?}").contains("literal-key"));
+
+        // Only the listed sources take pushes; the others still need paths.
+        let text = "[ingest.push]\nlisten = \"127.0.0.1:0\"\nkey_env = \"K\"\nsources = [\"b\"]\n[[source]]\nname = \"a\"\n[[source]]\nname = \"b\"\n";
+        let e = Config::from_toml_str(text, "sw.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("source[0].paths") && e.contains("ingest.push.sources"),
+            "{e}"
+        );
+
+        let push = |extra: &str| {
+            format!("[ingest.push]\nlisten = \"127.0.0.1:9899\"\n{extra}\n[[source]]\nname = \"a\"\npaths = [\"x\"]\n")
+        };
+        for (extra, field) in [
+            ("key_env = \"K\"\nlisten_port = 1", "listen_port"),
+            ("", "ingest.push.key_env"),
+            (
+                "key_env = \"K\"\nkey = \"0123456789abcdefg\"",
+                "ingest.push.key",
+            ),
+            ("key = \"too-short\"", "ingest.push.key"),
+            ("key_env = \"NOT A NAME\"", "ingest.push.key_env"),
+            (
+                "key_env = \"K\"\nsources = [\"nope\"]",
+                "ingest.push.sources",
+            ),
+            ("key_env = \"K\"\nsources = []", "ingest.push.sources"),
+            (
+                "key_env = \"K\"\nsource_key_env = { nope = \"X\" }",
+                "ingest.push.source_key_env.nope",
+            ),
+            (
+                "key_env = \"K\"\nmax_body_bytes = 10",
+                "ingest.push.max_body_bytes",
+            ),
+            (
+                "key_env = \"K\"\ndedup_bodies = 1000000",
+                "ingest.push.dedup_bodies",
+            ),
+            (
+                "key_env = \"K\"\nmax_concurrent_requests = 0",
+                "ingest.push.max_concurrent_requests",
+            ),
+        ] {
+            let e = Config::from_toml_str(&push(extra), "sw.toml", Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
+        let bad_listen = "[ingest.push]\nlisten = \"localhost:9899\"\nkey_env = \"K\"\n[[source]]\nname = \"a\"\n";
+        let e = Config::from_toml_str(bad_listen, "sw.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ingest.push.listen"), "{e}");
     }
 
     #[test]

@@ -10,9 +10,9 @@ use time::macros::date;
 /// shared target directory must find the checkout it is run from.
 fn sample_path() -> std::path::PathBuf {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test");
-    Path::new(&manifest).join("../sample-logs/registry.toml")
+    Path::new(&manifest).join("../docs/registry-example.toml")
 }
-const FILE: &str = "sample-logs/registry.toml";
+const FILE: &str = "docs/registry-example.toml";
 
 fn sample_text() -> String {
     std::fs::read_to_string(sample_path()).expect("sample registry readable")

@@ -387,7 +387,10 @@ fn access(mut raw: Line<'_>, ctx: &LineContext<'_>) -> Result<AccessEvent, Parse
 
 /// The version a `user_agent:` source setting finds in the line's
 /// User-Agent.
-fn version_from_user_agent(ctx: &LineContext<'_>, user_agent: Option<&Loose<'_>>) -> Option<String> {
+fn version_from_user_agent(
+    ctx: &LineContext<'_>,
+    user_agent: Option<&Loose<'_>>,
+) -> Option<String> {
     let from = ctx.options.app_version_from.as_ref()?;
     match user_agent? {
         Loose::Str(ua) => from.from_user_agent(ua),

@@ -5,6 +5,7 @@
 pub mod auditevent;
 pub mod canonical;
 pub mod envoy;
+pub mod gateway;
 pub mod keycloak;
 pub mod kong;
 pub mod nginx;
@@ -16,11 +17,11 @@ pub fn by_name(name: &str) -> Option<Box<dyn Adapter>> {
     match name {
         // "canonical" is the format's description, accepted as an alias.
         canonical::Canonical::NAME | "canonical" => Some(Box::new(canonical::Canonical)),
-        keycloak::Keycloak::NAME => Some(Box::new(keycloak::Keycloak::default())),
-        auditevent::AuditEvent::NAME => Some(Box::new(auditevent::AuditEvent::default())),
-        kong::Kong::NAME => Some(Box::new(kong::Kong::default())),
-        nginx::Nginx::NAME => Some(Box::new(nginx::Nginx::default())),
-        envoy::Envoy::NAME => Some(Box::new(envoy::Envoy::default())),
+        keycloak::Keycloak::NAME => Some(Box::new(keycloak::Keycloak)),
+        auditevent::AuditEvent::NAME => Some(Box::new(auditevent::AuditEvent)),
+        kong::Kong::NAME => Some(Box::new(kong::Kong)),
+        nginx::Nginx::NAME => Some(Box::new(nginx::Nginx)),
+        envoy::Envoy::NAME => Some(Box::new(envoy::Envoy)),
         _ => None,
     }
 }
