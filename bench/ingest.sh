@@ -75,5 +75,5 @@ python3 - "$work/generate.out" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(f"(generator: {d['auth_events'] + d['access_events']} events, {d['bytes'] / 1e6:.0f} MB "
-      f"in {d['seconds']} s, {d['mb_per_s']} MB/s, one thread)")
+      f"in {d['seconds']} s, {d['mb_per_s']} MB/s)")
 PY
