@@ -6,10 +6,23 @@ set -euo pipefail
 need_apt=()
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing ${need_apt[*]} (DuckDB is built from C++ source)" >&2
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+# The report test (tests/report.rs) opens the HTML report in headless Chromium.
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+  || need_apt+=(chromium)
+sudo_cmd=""
+can_install=yes
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo_cmd="sudo"
+  else
+    can_install=no
+  fi
+fi
+if [ ${#need_apt[@]} -gt 0 ] && [ "$can_install" = no ]; then
+  echo "setup: missing ${need_apt[*]}, and this is neither root nor has sudo:" \
+    "install them yourself (apt-get install -y ${need_apt[*]})" >&2
+elif [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} (DuckDB is built from C++ source; the report test needs a browser)" >&2
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
 fi

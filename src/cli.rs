@@ -46,6 +46,38 @@ pub enum Command {
     /// format, with its registry, a config that ingests it, and
     /// ground-truth.json (the true scope matrix and every injected incident)
     Generate(GenerateArgs),
+    /// Ask the lake your own question in SQL (DuckDB), read-only: a query
+    /// as argument, `;`-separated queries on stdin, or an interactive
+    /// prompt on a terminal (`.tables`, `.schema [view]`, `.quit`)
+    Sql(SqlArgs),
+    /// The quarterly scope report over a date range: a printable HTML page
+    /// with charts, CSV (one row per app x tenant x scope) or JSON
+    Report(crate::report::ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN,
+    /// PRAGMA table_info), several separated by `;`; without it, queries
+    /// are read from stdin, or from a prompt when stdin is a terminal
+    #[arg(value_name = "QUERY")]
+    pub query: Option<String>,
+    /// Output format [default: table on a terminal, else json]
+    #[arg(long, value_enum)]
+    pub format: Option<SqlFormat>,
+    /// Rows to print per query, 0 for all [default: 1000 for table, else all]
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlFormat {
+    /// An aligned table with a row count
+    Table,
+    /// One JSON object per row, column names as keys
+    Json,
+    /// A header row, then RFC 4180 CSV
+    Csv,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Registry(RegistryCommand::Check { file }) => registry_check(&config, file),
         Command::Ingest(args) => crate::ingest::run(&config, args),
         Command::Generate(args) => generate(args),
+        Command::Sql(args) => crate::sql::run(&config, args),
+        Command::Report(args) => crate::report::run(&config, args),
     }
 }
 

@@ -4,6 +4,8 @@
 mod cli;
 mod commands;
 mod ingest;
+mod report;
+mod sql;
 
 use std::process::ExitCode;
 

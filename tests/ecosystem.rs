@@ -108,8 +108,9 @@ fn truth_matrix(truth: &serde_json::Value, field: &str) -> Matrix {
     m
 }
 
-#[test]
-fn every_format_carries_the_true_scope_matrix() {
+/// A generated ecosystem ingested into a fresh data directory:
+/// (the temp dir holding both, the ground truth, the data dir).
+fn ingested() -> (tempfile::TempDir, serde_json::Value, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let eco = dir.path().join("eco");
     let truth = generate(&eco);
@@ -128,6 +129,12 @@ fn every_format_carries_the_true_scope_matrix() {
         summary["dead_lettered"], 0,
         "every generated line parses: {summary}"
     );
+    (dir, truth, data)
+}
+
+#[test]
+fn every_format_carries_the_true_scope_matrix() {
+    let (_dir, truth, data) = ingested();
     let lake = Lake::open(&data, &EngineLimits::default()).unwrap();
     assert_eq!(
         lake.row_count("access").unwrap(),
@@ -221,4 +228,213 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The analytics' scope matrix against the generator's truth, for every app
+/// and tenant: granted and requested sets, which scopes are used, unused and
+/// unapproved, the least-privilege suggestion, scope creep across versions
+/// and staleness.
+#[test]
+fn the_scope_matrix_matches_the_ground_truth() {
+    use scopewatch_analytics::matrix::{MatrixQuery, ScopeClass};
+    use scopewatch_model::registry::Registry;
+    use scopewatch_model::scope::{minimise, Scope};
+
+    let (dir, truth, data) = ingested();
+    let registry = Registry::load(&dir.path().join("eco/registry.toml")).unwrap();
+    let lake = Lake::open(&data, &EngineLimits::default()).unwrap();
+    let date = |s: &str| {
+        time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).unwrap()
+    };
+    let q = MatrixQuery {
+        from: date(truth["start"].as_str().unwrap()),
+        to: date(truth["end"].as_str().unwrap()),
+        tenant: None,
+        app: None,
+        stale_after_days: 2,
+    };
+    let m = lake.scope_matrix(&registry, &q).unwrap();
+    let set = |v: &serde_json::Value| -> BTreeSet<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let app_truth = |client: &str| {
+        truth["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["client_id"] == client)
+            .unwrap()
+            .clone()
+    };
+    let mut checked = 0;
+    for cell in truth["matrix"].as_array().unwrap() {
+        let (client, tenant) = (
+            cell["client_id"].as_str().unwrap(),
+            cell["tenant"].as_str().unwrap(),
+        );
+        let at = m
+            .apps
+            .iter()
+            .find(|a| a.client_id == client && a.tenant == tenant)
+            .unwrap_or_else(|| panic!("no matrix row for {client} in {tenant}"));
+        let label = format!("{client} in {tenant}");
+        let granted = set(&cell["granted"]);
+        let used_required = set(&cell["used"]);
+        let approved = set(&cell["approved"]);
+        let app = app_truth(client);
+        let unapproved: BTreeSet<String> = std::iter::once(&app["unapproved_scope"])
+            .chain(
+                app["versions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| &v["extra_scope"]),
+            )
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let row_set =
+            |pred: &dyn Fn(&scopewatch_analytics::matrix::ScopeRow) -> bool| -> BTreeSet<String> {
+                at.scopes
+                    .iter()
+                    .filter(|r| pred(r))
+                    .map(|r| r.scope.clone())
+                    .collect()
+            };
+        assert_eq!(row_set(&|r| r.granted), granted, "granted, {label}");
+        if at.requested_known {
+            assert_eq!(
+                row_set(&|r| r.requested == Some(true)),
+                set(&cell["requested"]),
+                "requested, {label}"
+            );
+        }
+        for row in at.scopes.iter().filter(|r| r.class != ScopeClass::Denied) {
+            assert_eq!(
+                row.approved,
+                approved.contains(&row.scope),
+                "approved {}, {label}",
+                row.scope
+            );
+        }
+        // A granted resource scope is used when a used permission is of
+        // its context and type.
+        let covers = |scope: &str| {
+            let head = scope.rsplit_once('.').map_or(scope, |(h, _)| h);
+            used_required
+                .iter()
+                .any(|r| r.rsplit_once('.').is_some_and(|(h, _)| h == head))
+        };
+        for row in &at.scopes {
+            let s = row.scope.as_str();
+            let resource = s.contains('/') && !s.starts_with("launch/");
+            let want = if granted.contains(s) && unapproved.contains(s) {
+                ScopeClass::Unapproved
+            } else if !granted.contains(s) {
+                ScopeClass::NotGranted
+            } else if !resource || covers(s) {
+                // Launch and identity scopes are used by the launch; every
+                // patient app refreshes at some point in a multi-day run.
+                ScopeClass::Used
+            } else {
+                ScopeClass::Unused
+            };
+            if row.class == ScopeClass::Denied {
+                continue;
+            }
+            assert_eq!(row.class, want, "class of {s}, {label}");
+        }
+        if let Some(unused) = app["unused_scope"].as_str() {
+            if granted.contains(unused) {
+                assert!(
+                    at.scopes
+                        .iter()
+                        .any(|r| r.scope == unused && r.class == ScopeClass::Unused),
+                    "the approved, never called {unused} is unused, {label}"
+                );
+            }
+        }
+        // Least privilege: exactly the used permissions, merged, plus the
+        // launch and identity scopes the app was granted.
+        let mut uses: Vec<Scope> = used_required.iter().map(|r| Scope::parse(r)).collect();
+        uses.extend(
+            granted
+                .iter()
+                .filter(|s| !s.contains('/') || s.starts_with("launch/"))
+                .map(|s| Scope::parse(s)),
+        );
+        let want: Vec<String> = minimise(uses.iter())
+            .scopes
+            .iter()
+            .map(Scope::normalised)
+            .collect();
+        let mut want = want;
+        want.sort();
+        assert_eq!(at.suggestion.scopes, want, "suggestion, {label}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} cells checked");
+
+    // Scope creep across versions: the version that asks for one more scope.
+    for app in truth["apps"].as_array().unwrap() {
+        for v in app["versions"].as_array().unwrap() {
+            let Some(extra) = v["extra_scope"].as_str() else {
+                continue;
+            };
+            let version = v["version"].as_str().unwrap();
+            let rows: Vec<_> = m
+                .apps
+                .iter()
+                .filter(|a| a.client_id == app["client_id"] && a.requested_known)
+                .filter_map(|a| a.versions.iter().find(|r| r.version == version))
+                .collect();
+            assert!(
+                !rows.is_empty(),
+                "version {version} of {} seen",
+                app["client_id"]
+            );
+            for r in rows {
+                assert_eq!(
+                    r.new_scopes,
+                    vec![extra.to_string()],
+                    "{} {version}",
+                    app["client_id"]
+                );
+            }
+        }
+    }
+    // Staleness (stale_after_days = 2): a cell is stale when its last call
+    // or grant is two days or more before the window's end.
+    let end = q.to;
+    for cell in truth["matrix"].as_array().unwrap() {
+        let (client, tenant) = (
+            cell["client_id"].as_str().unwrap(),
+            cell["tenant"].as_str().unwrap(),
+        );
+        let last = date(cell["last_seen"].as_str().unwrap());
+        let at = m
+            .apps
+            .iter()
+            .find(|a| a.client_id == client && a.tenant == tenant)
+            .unwrap();
+        assert_eq!(
+            at.stale,
+            last < end - time::Duration::days(1),
+            "stale, {client} in {tenant}"
+        );
+    }
+    let stale_app = truth["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| !a["stale_since"].is_null())
+        .unwrap();
+    assert!(
+        m.apps
+            .iter()
+            .filter(|a| a.client_id == stale_app["client_id"])
+            .all(|a| a.stale),
+        "the app that went stale is stale everywhere"
+    );
 }

@@ -4,6 +4,9 @@
 //! user input bind it as parameters; only the operator's own data path is
 //! written into SQL, quoted.
 
+pub mod matrix;
+pub mod report;
+
 use std::path::{Path, PathBuf};
 
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
@@ -234,4 +237,83 @@ fn empty_view_sql(stream: &str, schema: &SchemaRef) -> Result<String, AnalyticsE
         "CREATE OR REPLACE VIEW {stream} AS SELECT {} WHERE false",
         columns.join(", ")
     ))
+}
+
+// Ad-hoc queries (`scopewatch sql`): the lake locked down to reading, and
+// results handed out as Arrow batches.
+
+/// The Arrow crates DuckDB hands results in (`arrow::array`,
+/// `arrow::datatypes`, `arrow::util::display`), for callers that format them.
+pub use duckdb::arrow;
+
+impl Lake {
+    /// Confines this connection to reading the lake, once its views exist:
+    /// DuckDB may then open files only under `<data>/lake/` (and its own
+    /// private spill directory under the system temp dir), loads and
+    /// installs no extension, and refuses every later `SET`, so none of
+    /// this can be undone through the connection.
+    ///
+    /// What it does not do: it does not make SQL read-only (DuckDB's
+    /// in-memory catalog still takes `CREATE TABLE`, and `COPY ... TO` a
+    /// path under the lake would be allowed), so callers must still refuse
+    /// statements that are not queries; it does not limit CPU time; and it
+    /// does not hide anything inside the lake. [`Lake::refresh_views`]
+    /// keeps working (the views read only the lake).
+    pub fn restrict_to_lake(&self) -> Result<(), AnalyticsError> {
+        let lake = if self.root.is_absolute() {
+            self.root.clone()
+        } else {
+            std::env::current_dir()
+                .map_err(|source| AnalyticsError::Io {
+                    path: self.root.clone(),
+                    source,
+                })?
+                .join(&self.root)
+        };
+        // A spill directory of our own instead of DuckDB's default `.tmp`
+        // in the working directory; DuckDB creates it only when a query
+        // spills and removes it when the connection closes.
+        let spill = std::env::temp_dir().join(format!("scopewatch-sql-{}", std::process::id()));
+        let settings = format!(
+            "SET temp_directory = {spill}; \
+             SET allowed_directories = [{lake}]; \
+             SET autoinstall_known_extensions = false; \
+             SET autoload_known_extensions = false; \
+             SET enable_external_access = false; \
+             SET lock_configuration = true;",
+            spill = sql_string(&spill.to_string_lossy()),
+            lake = sql_string(&lake.to_string_lossy()),
+        );
+        self.conn
+            .execute_batch(&settings)
+            .map_err(|source| AnalyticsError::Duckdb {
+                doing: "restricting DuckDB to the lake".into(),
+                source,
+            })
+    }
+
+    /// Runs one statement and hands its result to `each`, a batch at a
+    /// time, while holding the lake's read guard; `each` returns `false`
+    /// to stop early. Returns the result's schema (also for zero rows).
+    /// The caller decides what may run: this runs whatever it is given.
+    pub fn query_batches(
+        &self,
+        sql: &str,
+        mut each: impl FnMut(&SchemaRef, arrow::record_batch::RecordBatch) -> bool,
+    ) -> Result<SchemaRef, AnalyticsError> {
+        let _guard = self.read_guard()?;
+        let failed = |source| AnalyticsError::Duckdb {
+            doing: "running the query".into(),
+            source,
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(failed)?;
+        let stream = stmt.stream_arrow([]).map_err(failed)?;
+        let schema = stream.get_schema();
+        for batch in stream {
+            if !each(&schema, batch.map_err(failed)?) {
+                break;
+            }
+        }
+        Ok(schema)
+    }
 }

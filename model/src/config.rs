@@ -320,10 +320,29 @@ pub struct AnalysisSection {
     /// Days without calls or grants after which an app is stale.
     #[serde(default = "default_window_days")]
     pub stale_after_days: u32,
+    /// Memory the embedded query engine (DuckDB) may use, in MiB; larger
+    /// intermediate results spill to a temporary directory. At least 64.
+    #[serde(default = "default_memory_limit_mib")]
+    pub memory_limit_mib: u32,
+    /// Worker threads of the query engine, 1 to 64. Absent: the machine's
+    /// cores, at most 8.
+    #[serde(default = "default_threads")]
+    pub threads: u16,
 }
 
 fn default_window_days() -> u32 {
     90
+}
+
+fn default_memory_limit_mib() -> u32 {
+    2048
+}
+
+/// The machine's cores, at most 8 (1 when they cannot be counted).
+fn default_threads() -> u16 {
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(8) as u16)
+        .unwrap_or(1)
 }
 
 impl Default for AnalysisSection {
@@ -331,6 +350,26 @@ impl Default for AnalysisSection {
         AnalysisSection {
             observation_window_days: default_window_days(),
             stale_after_days: default_window_days(),
+            memory_limit_mib: default_memory_limit_mib(),
+            threads: default_threads(),
+        }
+    }
+}
+
+/// Resource limits of the query engine, from `[analysis]` (validated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalysisLimits {
+    /// `analysis.memory_limit_mib`, at least 64.
+    pub memory_limit_mib: u32,
+    /// `analysis.threads`, 1 to 64.
+    pub threads: u16,
+}
+
+impl Default for AnalysisLimits {
+    fn default() -> Self {
+        AnalysisLimits {
+            memory_limit_mib: default_memory_limit_mib(),
+            threads: default_threads(),
         }
     }
 }
@@ -343,6 +382,8 @@ pub struct Config {
     pub fhir_base: FhirBase,
     pub observation_window_days: u32,
     pub stale_after_days: u32,
+    /// Memory and threads of the query engine.
+    pub analysis_limits: AnalysisLimits,
     pub ingest: IngestSection,
     pub sources: Vec<Source>,
     /// The push endpoint, when `[ingest.push]` is configured.
@@ -548,6 +589,7 @@ impl Default for Config {
             fhir_base: FhirBase::auto(),
             observation_window_days: default_window_days(),
             stale_after_days: default_window_days(),
+            analysis_limits: AnalysisLimits::default(),
             ingest: IngestSection::default(),
             sources: Vec::new(),
             push: None,
@@ -604,6 +646,22 @@ impl ConfigFile {
                 return Err(invalid(field, format!("{days} days: use 1 to 3660")));
             }
         }
+        if self.analysis.memory_limit_mib < 64 {
+            return Err(invalid(
+                "analysis.memory_limit_mib",
+                format!("{} MiB: use at least 64", self.analysis.memory_limit_mib),
+            ));
+        }
+        if !(1..=64).contains(&self.analysis.threads) {
+            return Err(invalid(
+                "analysis.threads",
+                format!("{}: use 1 to 64", self.analysis.threads),
+            ));
+        }
+        let analysis_limits = AnalysisLimits {
+            memory_limit_mib: self.analysis.memory_limit_mib,
+            threads: self.analysis.threads,
+        };
         let mut ingest = self.ingest;
         let push_section = ingest.push.take();
         // Sources that take pushes may go without paths.
@@ -751,6 +809,7 @@ impl ConfigFile {
             fhir_base,
             observation_window_days: self.analysis.observation_window_days,
             stale_after_days: self.analysis.stale_after_days,
+            analysis_limits,
         })
     }
 }
@@ -894,6 +953,48 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.observation_window_days, 90);
         assert!(c.fhir_base.is_auto());
+        assert_eq!(c.analysis_limits.memory_limit_mib, 2048);
+        assert!((1..=8).contains(&c.analysis_limits.threads));
+        assert_eq!(c.analysis_limits, Config::default().analysis_limits);
+    }
+
+    #[test]
+    fn analysis_limits_are_read_and_validated() {
+        let c = Config::from_toml_str(
+            "[analysis]\nmemory_limit_mib = 512\nthreads = 3\n",
+            "sw.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            c.analysis_limits,
+            AnalysisLimits {
+                memory_limit_mib: 512,
+                threads: 3
+            }
+        );
+        let c = Config::from_toml_str(
+            "[analysis]\nmemory_limit_mib = 64\nthreads = 64\n",
+            "sw.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.analysis_limits.memory_limit_mib, 64);
+        assert_eq!(c.analysis_limits.threads, 64);
+        for (bad, field) in [
+            ("memory_limit_mib = 63", "analysis.memory_limit_mib"),
+            ("memory_limit_mib = 0", "analysis.memory_limit_mib"),
+            ("threads = 0", "analysis.threads"),
+            ("threads = 65", "analysis.threads"),
+            ("threads = -1", "threads"),
+            ("memory_limit_mib = \"2GB\"", "memory_limit_mib"),
+        ] {
+            let e =
+                Config::from_toml_str(&format!("[analysis]\n{bad}\n"), "sw.toml", Path::new("."))
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -499,16 +499,23 @@ stream!(
         event_id: String,
         /// When it happened, UTC.
         ts: Timestamp,
+        /// The tenant (hospital or organisation) the event belongs to.
         tenant: String,
+        /// Environment: prod, sandbox or test.
         env: Env,
+        /// What happened: authorize, token, refresh, revoke, introspect, consent_grant, consent_withdraw, client_credentials, token_exchange, logout or error.
         kind: AuthKind,
+        /// success or failure.
         outcome: AuthOutcome,
         /// The source's error code or reason, when it failed.
         error: Option<String>,
+        /// The OAuth client (app).
         client_id: Option<String>,
+        /// The app's version, when the source or the User-Agent tells it.
         app_version: Option<String>,
         /// Keyed pseudonym of the user.
         user: Option<String>,
+        /// The identity provider's session id.
         session_id: Option<String>,
         /// Keyed pseudonym of the launch patient.
         patient: Option<String>,
@@ -518,6 +525,7 @@ stream!(
         scopes_requested: Option<Vec<String>>,
         /// Scopes in the issued token, as written; null when the source does not record them.
         scopes_granted: Option<Vec<String>>,
+        /// The OAuth grant type, e.g. authorization_code, refresh_token, client_credentials.
         grant_type: Option<String>,
         /// Id of the access token issued or acted on (a JWT's jti, else a hash): never the token.
         token_id: Option<String>,
@@ -525,8 +533,11 @@ stream!(
         refresh_token_id: Option<String>,
         /// The refresh token this event's token replaced.
         parent_token_id: Option<String>,
+        /// When the issued token expires, UTC.
         expires_at: Option<Timestamp>,
+        /// Client IP address.
         ip: Option<String>,
+        /// Client User-Agent.
         user_agent: Option<String>,
         /// Lineage: the configured source name.
         source: String,
@@ -542,9 +553,13 @@ stream!(
     AccessEvent, AccessBatchBuilder, "access" {
         /// Deterministic id from the source, file identity and offset.
         event_id: String,
+        /// When the call was made, UTC.
         ts: Timestamp,
+        /// The tenant (hospital or organisation) whose API was called.
         tenant: String,
+        /// Environment: prod, sandbox or test.
         env: Env,
+        /// The OAuth client (app) that made the call.
         client_id: Option<String>,
         /// The app's version, when the line, the token or the User-Agent tells it.
         app_version: Option<String>,
@@ -552,11 +567,13 @@ stream!(
         user: Option<String>,
         /// Id of the access token used (a JWT's jti, else a hash): never the token.
         token_id: Option<String>,
+        /// HTTP method.
         method: String,
         /// Request path and query with ids pseudonymised.
         path: String,
         /// The FHIR interaction; null when the path is not a FHIR request.
         interaction: Option<Interaction>,
+        /// The FHIR resource type the call is about.
         resource_type: Option<String>,
         /// The compartment the call is in, e.g. `Patient/<pseudonym>`.
         compartment: Option<String>,
@@ -568,14 +585,21 @@ stream!(
         granted_covered: Option<bool>,
         /// HTTP status, when the source records it.
         status: Option<u16>,
+        /// allowed, denied (401/403) or error.
         outcome: AccessOutcome,
         /// Response size in bytes.
         bytes: Option<u64>,
+        /// Time to answer, in milliseconds.
         latency_ms: Option<f64>,
+        /// Client IP address.
         ip: Option<String>,
+        /// Client User-Agent.
         user_agent: Option<String>,
+        /// Lineage: the configured source name.
         source: String,
+        /// Lineage: the file (or push endpoint) the event came from.
         source_file: Option<String>,
+        /// Lineage: byte offset of the line in that file.
         source_offset: Option<u64>,
     }
 );

@@ -1343,9 +1343,11 @@ impl Sim<'_> {
                     interaction_code: "read",
                 }));
             }
+            let last = day_string(t + (n - 1) * 700);
             let cell = self.cell(clinic_app, tenant);
             cell.calls += n as u64;
             cell.used.insert("patient/Patient.r".into());
+            cell.last_seen = Some(last);
             self.incident(
                 "bulk_patient_enumeration",
                 clinic_app,
