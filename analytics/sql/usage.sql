@@ -5,8 +5,7 @@ SELECT tenant, client_id, app_version, required, outcome,
        -- an AuditEvent names the token, not its scopes): the context in
        -- `required` is a guess, so coverage ignores it.
        granted_covered IS NULL AS context_guessed,
-       count(*) AS calls, count(DISTINCT patient) AS patients,
-       epoch_us(min(ts)) AS first_us, epoch_us(max(ts)) AS last_us
+       count(*) AS calls
 FROM access
 WHERE ts >= CAST($1 AS TIMESTAMPTZ) AND ts < CAST($2 AS TIMESTAMPTZ)
   AND (CAST($3 AS VARCHAR) IS NULL OR tenant = CAST($3 AS VARCHAR)) AND (CAST($4 AS VARCHAR) IS NULL OR client_id = CAST($4 AS VARCHAR))
