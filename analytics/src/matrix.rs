@@ -729,7 +729,8 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-fn day_start(d: Date) -> String {
+/// Midnight UTC of `d`, as a DuckDB TIMESTAMPTZ literal for a bound parameter.
+pub(crate) fn day_start(d: Date) -> String {
     format!("{d} 00:00:00+00")
 }
 
@@ -737,7 +738,8 @@ fn day_start_us(d: Date) -> i64 {
     d.midnight().assume_utc().unix_timestamp() * 1_000_000
 }
 
-fn iso(us: i64) -> String {
+/// Microseconds since the epoch as RFC 3339 (empty if out of range).
+pub(crate) fn iso(us: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .map(|t| {
             t.format(&time::format_description::well_known::Rfc3339)

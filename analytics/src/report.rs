@@ -26,7 +26,7 @@ use time::{Date, OffsetDateTime};
 
 use scopewatch_model::registry::{App, Registry};
 
-use crate::matrix::{AppTenant, MatrixQuery, ScopeClass, ScopeMatrix};
+use crate::matrix::{day_start, iso, AppTenant, MatrixQuery, ScopeClass, ScopeMatrix};
 use crate::{AnalyticsError, Lake};
 
 const SOURCES_SQL: &str = include_str!("../sql/sources.sql");
@@ -366,25 +366,11 @@ impl Report {
 // Facts from the lake
 // ---------------------------------------------------------------------------
 
-fn day_start(d: Date) -> String {
-    format!("{d} 00:00:00+00")
-}
-
 fn window(q: &MatrixQuery) -> (String, String) {
     (
         day_start(q.from),
         day_start(q.to.next_day().unwrap_or(q.to)),
     )
-}
-
-fn iso(us: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// The tenants and apps (client ids) the lake holds events of.

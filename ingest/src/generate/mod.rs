@@ -513,7 +513,7 @@ impl<'a> Sim<'a> {
                     }
                     for _ in 0..n {
                         let ts = day_start_ms + self.time_of_day(self.apps[app].kind);
-                        self.session(app, tenant, d, ts, revoked)?;
+                        self.session(app, tenant, d, ts);
                     }
                 }
             }
@@ -627,7 +627,7 @@ impl<'a> Sim<'a> {
                 .expect("records name generated tenants")
         };
         match &r {
-            Record::Authorize { tenant, .. } => {
+            Record::Authorize { .. } => {
                 let Some(fmt) = self.layout.idp_gateway else {
                     return;
                 };
@@ -637,7 +637,6 @@ impl<'a> Sim<'a> {
                 } else {
                     format!("{fmt}/idp.log")
                 };
-                let _ = tenant;
                 let ts = r.ts_ms();
                 self.files.push(&rel, ts, Line::Gateway(fmt, r));
             }
@@ -758,14 +757,7 @@ fn gateway_line(fmt: &str, r: &Record) -> String {
 impl Sim<'_> {
     /// One session of an app in a tenant from `ts`: authorize, token, calls,
     /// maybe a refresh and more calls.
-    fn session(
-        &mut self,
-        app: usize,
-        tenant: usize,
-        day: u32,
-        ts: i64,
-        revoked: bool,
-    ) -> Result<(), GenerateError> {
+    fn session(&mut self, app: usize, tenant: usize, day: u32, ts: i64) {
         let (version, requested) = {
             let (v, s) = self.apps[app].on_day(day);
             (v.to_string(), s)
@@ -880,7 +872,7 @@ impl Sim<'_> {
             cell.last_seen = Some(date);
         }
         let calls = self.rng.random_range(4..24);
-        t = self.calls(app, &token, t, calls, &ip, &ua, revoked)?;
+        t = self.calls(app, &token, t, calls, &ip, &ua);
         // A patient app comes back later on its refresh token.
         if let Some(consumed) = refresh_id {
             if self.rng.random_bool(0.4) {
@@ -905,24 +897,13 @@ impl Sim<'_> {
                     error: None,
                 }));
                 let calls = self.rng.random_range(2..10);
-                self.calls(app, &renewed, t, calls, &ip, &ua, revoked)?;
+                self.calls(app, &renewed, t, calls, &ip, &ua);
             }
         }
-        Ok(())
     }
 
     /// `n` calls with `token` after `t`; returns the time of the last.
-    #[allow(clippy::too_many_arguments)]
-    fn calls(
-        &mut self,
-        app: usize,
-        token: &Token,
-        mut t: i64,
-        n: u32,
-        ip: &str,
-        ua: &str,
-        _revoked: bool,
-    ) -> Result<i64, GenerateError> {
+    fn calls(&mut self, app: usize, token: &Token, mut t: i64, n: u32, ip: &str, ua: &str) -> i64 {
         for _ in 0..n {
             t += self.rng.random_range(300..20_000);
             // Most calls use a granted type; a few honestly fail on one
@@ -942,7 +923,7 @@ impl Sim<'_> {
             };
             self.call(app, token, t, &ty, ip, ua, None);
         }
-        Ok(t)
+        t
     }
 
     /// One call on `ty` (`Patient` for a read of the patient itself).
@@ -1452,7 +1433,7 @@ impl Sim<'_> {
             })?;
         }
         // Incidents derived from the ecosystem's configuration.
-        for (i, a) in self.apps.clone().iter().enumerate() {
+        for a in self.apps.clone().iter() {
             if let Some(s) = &a.unapproved {
                 for &t in &a.tenants {
                     let key = (a.client_id.clone(), self.tenants[t].clone());
@@ -1494,7 +1475,6 @@ impl Sim<'_> {
                     events: 0,
                     detail: format!("app {} keeps calling after it was revoked", a.client_id),
                 });
-                let _ = i;
             }
         }
         let registry = self.registry_toml();
