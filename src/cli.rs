@@ -53,6 +53,13 @@ pub enum Command {
     /// The quarterly scope report over a date range: a printable HTML page
     /// with charts, CSV (one row per app x tenant x scope) or JSON
     Report(crate::report::ReportArgs),
+    /// Detection rules: check a rule file, print the built-in one, or
+    /// backtest rules over the lake's history
+    #[command(subcommand)]
+    Rules(crate::rules::RulesCommand),
+    /// The alerts streaming detection raised: list them, change their status
+    #[command(subcommand)]
+    Alerts(crate::rules::AlertsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +147,9 @@ pub struct IngestArgs {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+    /// Following: do not run the detection rules on what is ingested
+    #[arg(long)]
+    pub no_rules: bool,
 }
 
 #[derive(Debug, Subcommand)]

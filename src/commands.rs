@@ -38,6 +38,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(args) => generate(args),
         Command::Sql(args) => crate::sql::run(&config, args),
         Command::Report(args) => crate::report::run(&config, args),
+        Command::Rules(command) => crate::rules::run_rules(&config, command),
+        Command::Alerts(command) => crate::rules::run_alerts(&config, command),
     }
 }
 

@@ -80,6 +80,11 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
         tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
     }
     let mut ingest = Ingest::open(&config.sources, options)?;
+    let detection = if args.no_rules {
+        None
+    } else {
+        Some(start_detection(config, &mut ingest)?)
+    };
     // The push endpoint runs on its own threads beside this loop, which owns
     // the lake writer: handlers queue parsed requests and wait for the commit.
     let push = match &config.push {
@@ -104,6 +109,20 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
         // gone; then the server lets answers in progress go out and stops.
         drop(intake);
         server.stop(Duration::from_secs(5));
+    }
+    // The last commit has been handed over: closing the hook's channel
+    // lets the rules thread finish judging and save its state.
+    ingest.on_commit(Box::new(|_, _| {}));
+    if let Some(handle) = detection {
+        match handle.join() {
+            Ok(Ok(detector)) => tracing::info!(
+                alerts = detector.store().len(),
+                judged = detector.engine().judged,
+                "rules stopped; alerts and state saved"
+            ),
+            Ok(Err(e)) => tracing::error!("the rules stopped with an error: {e:#}"),
+            Err(_) => tracing::error!("the rules thread panicked"),
+        }
     }
     followed?;
     let stats = ingest.stats().clone();
@@ -170,4 +189,72 @@ fn backfill(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts streaming detection: opens the alert store and the rules' saved
+/// state, judges what the lake got since the last run, then judges every
+/// commit on the rules thread.
+fn start_detection(
+    config: &Config,
+    ingest: &mut Ingest,
+) -> Result<std::thread::JoinHandle<Result<scopewatch_rules::stream::Detector>>> {
+    let rules = Arc::new(crate::rules::load_rules(config, None)?);
+    let registry = crate::rules::load_registry(config, None)?.map(Arc::new);
+    let mut detector =
+        scopewatch_rules::stream::Detector::open(&config.data_dir, Arc::clone(&rules), registry)?;
+    let mut notify = notifier(config, &rules)?;
+    let replayed = crate::rules::catch_up(&mut detector, &config.data_dir, notify.as_mut())?;
+    tracing::info!(
+        rules = rules.rules.len(),
+        origin = %rules.origin,
+        replayed,
+        alerts = detector.store().len(),
+        "detection rules running on every commit"
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<crate::rules::Committed>();
+    ingest.on_commit(Box::new(move |batches, caught_up| {
+        if tx
+            .send(crate::rules::Committed { batches, caught_up })
+            .is_err()
+        {
+            tracing::error!("the rules thread has stopped: committed events are not judged until the next start");
+        }
+    }));
+    Ok(crate::rules::spawn_detector(detector, rx, notify))
+}
+
+type Notify = Box<
+    dyn FnMut(
+            &scopewatch_rules::alert::Alert,
+            &scopewatch_rules::config::Rule,
+        ) -> Result<(), String>
+        + Send,
+>;
+
+/// Where new alerts go: the delivery outbox under `<data>/alerts/outbox`,
+/// sent by its own thread (which lives as long as the process: a message
+/// queued at shutdown is sent at the next start).
+fn notifier(config: &Config, rules: &scopewatch_rules::config::Rules) -> Result<Notify> {
+    use scopewatch_rules::deliver::{spawn_deliverer, Outbox};
+    let dir = scopewatch_rules::stream::alerts_dir(&config.data_dir).join("outbox");
+    let outbox = Outbox::open(&dir, rules.delivery.clone())?;
+    if rules.delivery.is_enabled() {
+        spawn_deliverer(
+            outbox.clone(),
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+        .context("starting the alert delivery thread")?;
+        tracing::info!(
+            destinations = rules.delivery.destination_names().join(","),
+            "alert delivery on"
+        );
+    } else {
+        tracing::info!("alert delivery off: no [delivery] destinations in the rule file");
+    }
+    Ok(Box::new(move |alert, rule| {
+        outbox
+            .enqueue(alert, &rule.destinations)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }))
 }

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod ingest;
 mod report;
+mod rules;
 mod sql;
 
 use std::process::ExitCode;

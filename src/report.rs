@@ -70,7 +70,7 @@ impl ReportFormat {
     }
 }
 
-fn parse_date(flag: &str, text: &str) -> Result<Date> {
+pub(crate) fn parse_date(flag: &str, text: &str) -> Result<Date> {
     Date::parse(
         text.trim(),
         time::macros::format_description!("[year]-[month]-[day]"),

@@ -14,7 +14,7 @@ use duckdb::params;
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
-use scopewatch_model::registry::Registry;
+use scopewatch_model::registry::{scope_approved, Registry};
 use scopewatch_model::scope::{covers, minimise, Required, Scope};
 
 use crate::{AnalyticsError, Lake};
@@ -482,24 +482,7 @@ fn build(registry: &Registry, q: &MatrixQuery, client: &str, tenant: &str, f: &F
     }
 
     let too_new = app.and_then(|a| a.registered).is_some_and(|r| r > q.from);
-    let approved_covers = |s: &str| -> bool {
-        if approved_norm.contains(s) {
-            return true;
-        }
-        // A scope is approved when approved scopes cover all it grants.
-        let scope = Scope::parse(s);
-        match scope.resource() {
-            Some(r) => {
-                let req = Required {
-                    context: r.context,
-                    resource: r.resource.clone(),
-                    perms: r.perms,
-                };
-                r.filter.is_none() && covers(&approved, &req, None).as_bool() == Some(true)
-            }
-            None => false,
-        }
-    };
+    let approved_covers = |s: &str| scope_approved(&approved, &Scope::parse(s));
     let mut rows = Vec::new();
     for s in &all {
         let is_approved = approved_covers(s);

@@ -100,6 +100,8 @@ fn duckdb_reads_the_lake_with_the_model_schema() {
         app_version: None,
         user: None,
         token_id: Some("tok-a1".into()),
+        expires_at: None,
+        token_tenant: None,
         method: "GET".into(),
         path: "/fhir/Observation?patient=p_77aa".into(),
         interaction: Some(Interaction::Search),

@@ -556,6 +556,16 @@ impl LakeWriter {
                     .map(|f| f.file_name().to_string_lossy().into_owned())
                     .filter(|f| f.ends_with(".parquet"))
                     .collect();
+                // Files written before a column was added keep their old
+                // schema; they are left as they are (readers fill the
+                // missing columns with nulls), not merged with new ones.
+                let current = if stream == AuthEvent::STREAM {
+                    AuthEvent::schema()
+                } else {
+                    AccessEvent::schema()
+                };
+                let dir = self.lake.join(&dir_rel);
+                files.retain(|f| has_schema(&dir.join(f), &current));
                 if files.len() < min_files.max(2) {
                     continue;
                 }
@@ -686,6 +696,25 @@ impl LakeWriter {
         file.sync_all().map_err(io_err("syncing", path))?;
         Ok(())
     }
+}
+
+/// Whether the Parquet file at `path` holds exactly the columns (names and
+/// types) of `schema`.
+fn has_schema(path: &Path, schema: &arrow_schema::Schema) -> bool {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else {
+        return false;
+    };
+    let found = builder.schema();
+    found.fields().len() == schema.fields().len()
+        && found
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
 }
 
 /// The lake's reader/writer lock (`<data>/state/lake.lock`, an advisory

@@ -14,4 +14,5 @@ mod parquet_sink;
 pub mod pipeline;
 pub mod privacy;
 pub mod push;
+pub mod replay;
 pub mod tail;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use rayon::prelude::*;
 use scopewatch_model::config::{Config, PushConfig, Source as SourceConfig};
 use scopewatch_model::request::FhirBase;
@@ -201,7 +202,14 @@ pub struct Ingest {
     /// (its threads live as long as the process, so their per-thread caches
     /// of tokens and scope lists stay warm).
     threads: usize,
+    /// Called with every commit's batches once they are durable.
+    on_commit: Option<CommitHook>,
 }
+
+/// Sees each commit's batches once they are durable, as `(stream, batch)`,
+/// and whether ingest has caught up (nothing left to read): how streaming
+/// rules get their events.
+pub type CommitHook = Box<dyn FnMut(Vec<(&'static str, RecordBatch)>, bool) + Send>;
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -404,6 +412,7 @@ impl Ingest {
             max_age: options.lake.max_age,
             push,
             threads,
+            on_commit: None,
         })
     }
 
@@ -463,6 +472,11 @@ impl Ingest {
     /// Pushes are waiting for a commit.
     pub fn push_waiting(&self) -> bool {
         !self.push.waiters.is_empty()
+    }
+
+    /// Hands every commit's events to `hook` once they are durable.
+    pub fn on_commit(&mut self, hook: CommitHook) {
+        self.on_commit = Some(hook);
     }
 
     pub fn stats(&self) -> &IngestStats {
@@ -600,6 +614,16 @@ impl Ingest {
                     self.uncommitted_since = None;
                     self.push.committed(push_record);
                     self.refresh_totals();
+                    if let Some(hook) = self.on_commit.as_mut() {
+                        let caught_up = self.sources.iter().all(|s| lag(s.tailer.as_ref()) == 0);
+                        let committed = batches
+                            .iter()
+                            .flat_map(|(stream, _, parts)| {
+                                parts.iter().map(|b| (*stream, b.clone()))
+                            })
+                            .collect();
+                        hook(committed, caught_up);
+                    }
                     metrics::counter!("scopewatch_ingest_commits_total").increment(1);
                     metrics::gauge!("scopewatch_ingest_last_commit_timestamp_seconds").set(
                         std::time::SystemTime::now()

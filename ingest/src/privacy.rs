@@ -33,6 +33,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use scopewatch_model::config::SourceOptions;
+use scopewatch_model::events::Timestamp;
 use scopewatch_model::request::patient_reference;
 use scopewatch_model::resource_types::is_r4_resource_type;
 use scopewatch_model::scope::{parse_scope_list, Scope};
@@ -1140,6 +1142,46 @@ pub struct TokenInfo {
     pub iat: Option<i64>,
 }
 
+impl TokenInfo {
+    /// When the token expires: its `exp` ([`exp_timestamp`]).
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.exp.and_then(exp_timestamp)
+    }
+
+    /// The tenant whose authorization server issued the token: its `iss`
+    /// as a tenant name of the source ([`issuer_tenant`]).
+    pub fn tenant(&self, options: &SourceOptions) -> Option<String> {
+        self.iss
+            .as_deref()
+            .and_then(|iss| issuer_tenant(iss, options))
+    }
+}
+
+/// A JWT `exp` (seconds since the epoch) as a lake timestamp; `None` when it
+/// is outside the years 0000..=9999 every engine reading the lake can
+/// represent (e.g. milliseconds written where seconds belong, far off).
+pub fn exp_timestamp(exp: i64) -> Option<Timestamp> {
+    const MIN_S: i64 = -62_167_219_200;
+    const MAX_S: i64 = 253_402_300_799;
+    (MIN_S..=MAX_S)
+        .contains(&exp)
+        .then(|| Timestamp(exp * 1_000_000))
+}
+
+/// A token issuer (`iss`) as a tenant name, the way the source names its
+/// tenants: `tenant_map[iss]` when it names the issuer, else
+/// [`SourceOptions::tenant_name`] (a URL's last path segment, e.g. the
+/// Keycloak realm of `https://auth.example.org/realms/north`), itself
+/// renamed when `tenant_map` names it (so a source that maps realm names
+/// maps the issuer's realm the same way). `None` for a blank issuer.
+pub fn issuer_tenant(iss: &str, options: &SourceOptions) -> Option<String> {
+    if let Some(t) = options.tenant_map.get(iss) {
+        return Some(t.clone());
+    }
+    let name = options.tenant_name(iss)?;
+    Some(options.tenant_map.get(&name).cloned().unwrap_or(name))
+}
+
 /// The claims scopewatch reads from a JWT. `sub` and `patient` are raw ids:
 /// pseudonymise them before they go anywhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1406,6 +1448,74 @@ mod tests {
         );
         assert_eq!(last_reference("a/b"), None);
         assert_eq!(last_reference("plain"), None);
+    }
+
+    #[test]
+    fn exp_as_timestamp() {
+        assert_eq!(
+            exp_timestamp(1_795_431_600),
+            Some(Timestamp(1_795_431_600_000_000))
+        );
+        assert_eq!(exp_timestamp(0), Some(Timestamp(0)));
+        // Milliseconds where seconds belong: beyond year 9999, not kept.
+        assert_eq!(exp_timestamp(1_795_431_600_000), None);
+        assert_eq!(exp_timestamp(i64::MAX), None);
+        assert_eq!(exp_timestamp(i64::MIN), None);
+    }
+
+    #[test]
+    fn issuers_as_tenants() {
+        let plain = SourceOptions::default();
+        let kc = "https://auth.example.org/realms/north";
+        assert_eq!(issuer_tenant(kc, &plain).as_deref(), Some("north"));
+        assert_eq!(
+            issuer_tenant("https://auth.example.org/realms/north/", &plain).as_deref(),
+            Some("north")
+        );
+        assert_eq!(issuer_tenant("north", &plain).as_deref(), Some("north"));
+        assert_eq!(issuer_tenant("  ", &plain), None);
+        // The issuer mapped as a whole ...
+        let mut mapped = SourceOptions::default();
+        mapped.tenant_map.insert(kc.into(), "hospital-north".into());
+        assert_eq!(
+            issuer_tenant(kc, &mapped).as_deref(),
+            Some("hospital-north")
+        );
+        // ... or its realm, as a `realm` source maps it; never twice.
+        let mut realms = SourceOptions::default();
+        realms
+            .tenant_map
+            .insert("north".into(), "hospital-north".into());
+        realms
+            .tenant_map
+            .insert("hospital-north".into(), "elsewhere".into());
+        assert_eq!(
+            issuer_tenant(kc, &realms).as_deref(),
+            Some("hospital-north")
+        );
+        assert_eq!(
+            issuer_tenant("https://auth.example.org/realms/south", &realms).as_deref(),
+            Some("south")
+        );
+
+        let info = |iss: Option<&str>, exp: Option<i64>| TokenInfo {
+            id: "jti:t".into(),
+            client_id: None,
+            scope: None,
+            scopes: None,
+            user: None,
+            patient: None,
+            iss: iss.map(str::to_string),
+            aud: None,
+            exp,
+            iat: None,
+        };
+        let full = info(Some(kc), Some(1_795_431_600));
+        assert_eq!(full.tenant(&plain).as_deref(), Some("north"));
+        assert_eq!(full.expires_at(), Some(Timestamp(1_795_431_600_000_000)));
+        let bare = info(None, None);
+        assert_eq!(bare.tenant(&plain), None);
+        assert_eq!(bare.expires_at(), None);
     }
 
     #[test]

@@ -125,6 +125,8 @@ fn r5_rest_vread_example() {
     assert_eq!(e.client_id.as_deref(), Some(HL7_CLIENT_OID));
     assert_eq!(e.user, Some(user("95")));
     assert_eq!(e.token_id, None);
+    assert_eq!(e.expires_at, None);
+    assert_eq!(e.token_tenant, None);
     assert_eq!(e.outcome, AccessOutcome::Allowed);
     assert_eq!(e.status, None);
     // Its only network address is a machine name, not an IP.
@@ -364,6 +366,9 @@ fn a_balp_search_event() {
     assert_eq!(e.client_id.as_deref(), Some("cardio-app"));
     assert_eq!(e.user, Some(user("kc-user-42")));
     assert_eq!(e.token_id.as_deref(), Some("jti:at-7f3a9c"));
+    // A jti alone tells neither the token's expiry nor its issuer.
+    assert_eq!(e.expires_at, None);
+    assert_eq!(e.token_tenant, None);
     assert_eq!(e.ip.as_deref(), Some("10.1.2.3"));
     assert_eq!(e.outcome, AccessOutcome::Allowed);
     assert_eq!(e.status, None);
@@ -383,7 +388,23 @@ fn a_logged_bearer_token_gives_its_id_and_scopes() {
     assert_eq!(e.required.as_deref(), Some("patient/Observation.s"));
     assert_eq!(e.granted_covered, Some(true));
     assert_eq!(e.user_agent.as_deref(), Some("CardioApp/2.4.1"));
+    // No `exp`, no `iss`.
+    assert_eq!(e.expires_at, None);
+    assert_eq!(e.token_tenant, None);
     assert_no_raw(&e, &[&token, "pat-1"]);
+
+    // A logged token with `exp` and `iss` gives its expiry and issuing tenant.
+    let token = jwt(
+        r#"{"jti":"at-100","client_id":"cardio-app","scope":"patient/Observation.rs","iss":"https://auth.example.org/realms/south","exp":1795431600}"#,
+    );
+    let e = one_access(&balp_event(&format!(
+        "GET /fhir/r4/Observation?patient=pat-1 HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )));
+    assert_eq!(e.token_id.as_deref(), Some("jti:at-100"));
+    assert_eq!(e.expires_at, Some(ts("2026-11-23T11:00:00Z")));
+    assert_eq!(e.token_tenant.as_deref(), Some("south"));
+    assert_eq!(e.tenant, "north");
+    assert_no_raw(&e, &[&token]);
 }
 
 #[test]

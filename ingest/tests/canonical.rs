@@ -291,6 +291,127 @@ fn access_enrichment_from_the_path_and_the_token() {
     assert_eq!(e.granted_covered, Some(false));
 }
 
+fn one_access(line: &str) -> scopewatch_model::events::AccessEvent {
+    let mut events = parse(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(events.len(), 1);
+    match events.pop().unwrap() {
+        Parsed::Access(e) => e,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn access_token_expiry_and_tenant() {
+    // Explicit fields, with an already reduced token id.
+    let e = one_access(
+        r#"{"stream":"access","ts":"2026-11-23T11:30:00Z","tenant":"north","token_id":"jti:at-1","expires_at":"2026-11-23T11:00:00Z","token_tenant":"south","method":"GET","path":"/fhir/r4/Patient","status":200}"#,
+    );
+    assert_eq!(e.token_id.as_deref(), Some("jti:at-1"));
+    assert_eq!(
+        e.expires_at,
+        Timestamp::parse_rfc3339("2026-11-23T11:00:00Z")
+    );
+    assert!(e.ts > e.expires_at.unwrap(), "an expired token");
+    assert_eq!(e.token_tenant.as_deref(), Some("south"));
+    assert_eq!(e.tenant, "north");
+    // `expires_at` as epoch milliseconds, like `ts`.
+    let e = one_access(
+        r#"{"stream":"access","ts":1795428060250,"expires_at":1795431600000,"method":"GET","path":"/fhir/r4/Patient","status":200}"#,
+    );
+    assert_eq!(e.expires_at, Some(Timestamp(1_795_431_600_000_000)));
+    assert_eq!(e.token_tenant, None);
+
+    // A JWT's claims fill them when the line does not: `exp`, and `iss`
+    // as a tenant name (Keycloak's realm).
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let with_iss = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(
+            r#"{"jti":"at-iss","client_id":"cardio-app","iss":"https://auth.example.org/realms/east","exp":1795431600}"#
+        )
+    );
+    let e = one_access(&format!(
+        r#"{{"stream":"access","ts":1795428060250,"token":"Bearer {with_iss}","method":"GET","path":"/fhir/r4/Patient","status":200}}"#
+    ));
+    assert_eq!(e.token_id.as_deref(), Some("jti:at-iss"));
+    assert_eq!(e.expires_at, Some(Timestamp(1_795_431_600_000_000)));
+    assert_eq!(e.token_tenant.as_deref(), Some("east"));
+    assert_eq!(e.tenant, "default-tenant");
+    // The line's own fields win over the claims.
+    let e = one_access(&format!(
+        r#"{{"stream":"access","ts":1795428060250,"token":"{with_iss}","expires_at":"2026-11-23T12:00:00Z","token_tenant":"west","method":"GET","path":"/fhir/r4/Patient","status":200}}"#
+    ));
+    assert_eq!(
+        e.expires_at,
+        Timestamp::parse_rfc3339("2026-11-23T12:00:00Z")
+    );
+    assert_eq!(e.token_tenant.as_deref(), Some("west"));
+    // The module's own access example names realm north, exp 11:00.
+    let doc = include_str!("../src/formats/canonical.rs");
+    let example = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! "))
+        .find(|l| l.starts_with(r#"{"stream":"access""#))
+        .unwrap();
+    let e = one_access(example);
+    assert_eq!(e.token_tenant.as_deref(), Some("north"));
+    assert_eq!(
+        e.expires_at,
+        Timestamp::parse_rfc3339("2026-11-23T11:00:00Z")
+    );
+
+    // A token without `iss`: no tenant; without `exp` either: nothing.
+    let e = one_access(&format!(
+        r#"{{"stream":"access","ts":1795428060250,"token":"{}","method":"GET","path":"/fhir/r4/Patient","status":200}}"#,
+        jwt()
+    ));
+    assert_eq!(e.expires_at, Some(Timestamp(1_795_431_600_000_000)));
+    assert_eq!(e.token_tenant, None);
+    let bare = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(r#"{"alg":"none"}"#),
+        b64(r#"{"jti":"at-bare","scope":"patient/*.rs"}"#)
+    );
+    let e = one_access(&format!(
+        r#"{{"stream":"access","ts":1795428060250,"token":"{bare}","method":"GET","path":"/fhir/r4/Patient","status":200}}"#
+    ));
+    assert_eq!(e.token_id.as_deref(), Some("jti:at-bare"));
+    assert_eq!(e.expires_at, None);
+    assert_eq!(e.token_tenant, None);
+    // An opaque token, or none: nothing; an empty `token_tenant` is absent.
+    for extra in [
+        r#""token":"8xLOxBtZp8QZ3m7s0cVq2yW4kR9dE1fJ","#,
+        r#""token_tenant":"","#,
+        "",
+    ] {
+        let e = one_access(&format!(
+            r#"{{"stream":"access","ts":1795428060250,{extra}"method":"GET","path":"/fhir/r4/Patient","status":200}}"#
+        ));
+        assert_eq!(e.expires_at, None, "{extra}");
+        assert_eq!(e.token_tenant, None, "{extra}");
+    }
+
+    // Wrong values are errors that name the field.
+    let err = parse(
+        r#"{"stream":"access","ts":1,"expires_at":"tomorrow","method":"GET","path":"/fhir/r4/Patient","status":200}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "field `expires_at`: not an RFC 3339 timestamp"
+    );
+    let err = parse(
+        r#"{"stream":"access","ts":1,"token_tenant":7,"method":"GET","path":"/fhir/r4/Patient","status":200}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("field `token_tenant`: expected a string"),
+        "{err}"
+    );
+}
+
 #[test]
 fn blank_lines_are_skipped() {
     assert!(parse("").unwrap().is_empty());

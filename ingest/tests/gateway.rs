@@ -110,6 +110,12 @@ fn assert_token_reduced(e: &AccessEvent) {
     assert_eq!(e.client_id.as_deref(), Some("cardio-app"));
     assert_eq!(e.user, Some(p.pseudonym(IdKind::User, RAW_USER)));
     assert_eq!(e.patient, Some(p.pseudonym(IdKind::Patient, RAW_PATIENT)));
+    // `exp` 1795431600 is 2026-11-23T11:00:00Z; `iss` is Keycloak's realm north.
+    assert_eq!(
+        e.expires_at,
+        Timestamp::parse_rfc3339("2026-11-23T11:00:00Z")
+    );
+    assert_eq!(e.token_tenant.as_deref(), Some("north"));
 }
 
 fn kong_line(auth_header: &str, uri: &str, status: u16) -> String {
@@ -141,6 +147,8 @@ fn kong_real_fixture_whole_file() {
     assert_eq!(e.app_version, None);
     assert_eq!(e.user, None);
     assert_eq!(e.token_id, None);
+    assert_eq!(e.expires_at, None);
+    assert_eq!(e.token_tenant, None);
     assert_eq!(e.method, "GET");
     assert_eq!(e.path, "/log");
     assert_eq!(e.interaction, None, "not a FHIR request");
@@ -213,6 +221,8 @@ fn kong_line_with_a_jwt() {
     );
     let e = access(&events);
     assert_eq!(e.token_id, None);
+    assert_eq!(e.expires_at, None);
+    assert_eq!(e.token_tenant, None);
     assert_eq!(e.user, None);
     assert_eq!(e.client_id.as_deref(), Some("gw-consumer-cardio"));
     assert_eq!(e.granted_covered, None, "scopes unknown");
@@ -580,6 +590,98 @@ fn app_version_from_claim_and_user_agent() {
     // The claim setting without a token gives nothing either.
     let events = run(&Envoy, line.as_bytes(), &claim, Some("t")).unwrap();
     assert_eq!(access(&events).app_version, None);
+}
+
+/// A bearer token's expiry and issuing tenant, for rules to spot a call made
+/// with an expired token or with a token another tenant issued.
+#[test]
+fn token_expiry_and_issuing_tenant() {
+    let nginx = |token: &str| {
+        format!(
+            r#"203.0.113.7 - - [23/Nov/2026:11:30:00 +0000] "GET /fhir/r4/Observation/obs-1 HTTP/1.1" 200 1534 "-" "CardioApp/2.4.1" "Bearer {token}" rt=0.042"#
+        )
+    };
+    let token = jwt();
+    let line = nginx(&token);
+
+    // The call is the source's tenant `t0`; the token is realm north's, and
+    // expired at 11:00, half an hour before the call.
+    let events = parse(&Nginx, &line);
+    let e = access(&events);
+    assert_eq!(e.tenant, "t0");
+    assert_eq!(e.token_tenant.as_deref(), Some("north"));
+    let expires = e.expires_at.expect("exp read");
+    assert_eq!(expires, Timestamp(1_795_431_600 * 1_000_000));
+    assert!(e.ts > expires, "the call came after the token expired");
+    assert_no_raw(&events, &secrets(&token));
+
+    // The issuer is named the way the source names tenants: `tenant_map`
+    // names the issuer, or the realm a `realm` source reads ...
+    let by_issuer = opts_with(|o| {
+        o.tenant_map = BTreeMap::from([(
+            "https://auth.example.org/realms/north".into(),
+            "hospital-north".into(),
+        )]);
+    });
+    let by_realm = opts_with(|o| {
+        o.tenant_from = Some(TenantFrom::Realm);
+        o.tenant_map = BTreeMap::from([("north".into(), "hospital-north".into())]);
+    });
+    for opts in [&by_issuer, &by_realm] {
+        let events = run(&Nginx, line.as_bytes(), opts, Some("t0")).unwrap();
+        assert_eq!(
+            access(&events).token_tenant.as_deref(),
+            Some("hospital-north")
+        );
+    }
+    // ... so a `realm` source's own tenant and the token's agree.
+    let events = run(&Nginx, line.as_bytes(), &by_realm, None).unwrap();
+    assert_eq!(access(&events).tenant, "hospital-north");
+    // `tenant_from` does not change what the token says.
+    let events = run(
+        &Nginx,
+        line.as_bytes(),
+        &opts_with(|o| o.tenant_from = Some(TenantFrom::Claim("tenant".into()))),
+        None,
+    )
+    .unwrap();
+    assert_eq!(access(&events).tenant, "south", "the `tenant` claim");
+    assert_eq!(access(&events).token_tenant.as_deref(), Some("north"));
+
+    // A JWT without `exp` or `iss`: both null, the token still identified.
+    let bare = format!(
+        "{}.{}.{SIGNATURE}",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(r#"{"jti":"at-noexp","client_id":"cardio-app","scope":"patient/Observation.rs"}"#)
+    );
+    let e = parse(&Nginx, &nginx(&bare));
+    let e = access(&e);
+    assert_eq!(e.token_id.as_deref(), Some("jti:at-noexp"));
+    assert_eq!(e.expires_at, None);
+    assert_eq!(e.token_tenant, None);
+
+    // An opaque token says neither.
+    let e = parse(&Nginx, &nginx("8xLOxBtZp8QZ3m7s0cVq2yW4kR9dE1fJ"));
+    let e = access(&e);
+    assert!(e.token_id.as_deref().unwrap().starts_with("h:"));
+    assert_eq!(e.expires_at, None);
+    assert_eq!(e.token_tenant, None);
+
+    // Kong and envoy read the same token the same way.
+    let kong = parse(
+        &Kong,
+        &kong_line(&format!(r#""Bearer {token}""#), "/fhir/r4/Patient", 200),
+    );
+    assert_eq!(access(&kong).token_tenant.as_deref(), Some("north"));
+    assert_eq!(access(&kong).expires_at, Some(expires));
+    let envoy = parse(
+        &Envoy,
+        &format!(
+            r#"{{"start_time":"2026-11-23T10:01:00.250Z","method":"GET","path":"/fhir/r4/Patient","response_code":200,"authorization":"Bearer {token}"}}"#
+        ),
+    );
+    assert_eq!(access(&envoy).token_tenant.as_deref(), Some("north"));
+    assert_eq!(access(&envoy).expires_at, Some(expires));
 }
 
 #[test]

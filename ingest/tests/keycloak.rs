@@ -153,11 +153,11 @@ fn code_to_token_with_scope_and_token_ids() {
     assert_eq!(e.grant_type.as_deref(), Some("authorization_code"));
     assert_eq!(
         e.token_id.as_deref(),
-        Some("onrtac:1f2e3d4c-aaaa-bbbb-cccc-ddddeeeeffff")
+        Some("jti:onrtac:1f2e3d4c-aaaa-bbbb-cccc-ddddeeeeffff")
     );
     assert_eq!(
         e.refresh_token_id.as_deref(),
-        Some("onrtrt:77aa88bb-1234-5678-9abc-def012345678")
+        Some("jti:onrtrt:77aa88bb-1234-5678-9abc-def012345678")
     );
     assert_eq!(e.parent_token_id, None);
 }
@@ -173,9 +173,9 @@ fn refresh_with_rotation_links_new_to_consumed() {
     ));
     assert_eq!(e.kind, AuthKind::Refresh);
     assert_eq!(e.outcome, AuthOutcome::Success);
-    assert_eq!(e.token_id.as_deref(), Some("at-2"));
-    assert_eq!(e.parent_token_id.as_deref(), Some("rt-1"));
-    assert_eq!(e.refresh_token_id.as_deref(), Some("rt-2"));
+    assert_eq!(e.token_id.as_deref(), Some("jti:at-2"));
+    assert_eq!(e.parent_token_id.as_deref(), Some("jti:rt-1"));
+    assert_eq!(e.refresh_token_id.as_deref(), Some("jti:rt-2"));
     assert_eq!(
         e.scopes_granted,
         strings(&["openid", "patient/Observation.rs"])
@@ -198,11 +198,11 @@ fn refresh_without_rotation_repeats_the_consumed_id() {
     let second = one(&line("at-3"));
     for e in [&first, &second] {
         assert_eq!(e.kind, AuthKind::Refresh);
-        assert_eq!(e.parent_token_id.as_deref(), Some("rt-1"));
-        assert_eq!(e.refresh_token_id.as_deref(), Some("rt-1"));
+        assert_eq!(e.parent_token_id.as_deref(), Some("jti:rt-1"));
+        assert_eq!(e.refresh_token_id.as_deref(), Some("jti:rt-1"));
     }
-    assert_eq!(first.token_id.as_deref(), Some("at-2"));
-    assert_eq!(second.token_id.as_deref(), Some("at-3"));
+    assert_eq!(first.token_id.as_deref(), Some("jti:at-2"));
+    assert_eq!(second.token_id.as_deref(), Some("jti:at-3"));
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn refresh_token_reuse_error_keeps_its_reason() {
         e.error.as_deref(),
         Some("invalid_token: Maximum allowed refresh token reuse exceeded")
     );
-    assert_eq!(e.parent_token_id.as_deref(), Some("rt-1"));
+    assert_eq!(e.parent_token_id.as_deref(), Some("jti:rt-1"));
     assert_eq!(e.scopes_granted, None);
 }
 
@@ -289,12 +289,12 @@ fn the_other_event_types_and_their_kinds() {
         assert_eq!(e.error, None, "{ty}");
         match kind {
             AuthKind::Revoke => {
-                assert_eq!(e.token_id.as_deref(), Some("at-9"));
-                assert_eq!(e.refresh_token_id.as_deref(), Some("rt-9"));
+                assert_eq!(e.token_id.as_deref(), Some("jti:at-9"));
+                assert_eq!(e.refresh_token_id.as_deref(), Some("jti:rt-9"));
                 assert_eq!(e.parent_token_id, None);
             }
             AuthKind::Introspect => {
-                assert_eq!(e.token_id.as_deref(), Some("at-9"));
+                assert_eq!(e.token_id.as_deref(), Some("jti:at-9"));
                 assert_eq!((&e.scopes_granted, &e.scopes_requested), (&None, &None));
             }
             AuthKind::TokenExchange => {
@@ -390,8 +390,8 @@ fn rest_json_events() {
     assert_eq!(e.user.as_deref(), Some(user_pseudonym().as_str()));
     assert_eq!(e.session_id.as_deref(), Some(SESSION));
     assert_eq!(e.ip.as_deref(), Some("10.1.2.3"));
-    assert_eq!(e.token_id.as_deref(), Some("at-1"));
-    assert_eq!(e.refresh_token_id.as_deref(), Some("rt-1"));
+    assert_eq!(e.token_id.as_deref(), Some("jti:at-1"));
+    assert_eq!(e.refresh_token_id.as_deref(), Some("jti:rt-1"));
     assert_eq!(
         e.scopes_granted,
         strings(&["openid", "patient/Observation.rs"])
@@ -408,7 +408,7 @@ fn rest_json_events() {
         failed.error.as_deref(),
         Some("invalid_token: Maximum allowed refresh token reuse exceeded")
     );
-    assert_eq!(failed.parent_token_id.as_deref(), Some("rt-1"));
+    assert_eq!(failed.parent_token_id.as_deref(), Some("jti:rt-1"));
 }
 
 #[test]
@@ -572,7 +572,7 @@ fn jwt_shaped_token_ids_are_reduced() {
     ));
     assert_eq!(e.token_id.as_deref(), Some("jti:at-7f3a9c"));
     assert_eq!(e.token_id, Some(privacy().token_id(jwt)));
-    assert_eq!(e.refresh_token_id.as_deref(), Some("rt-1"));
+    assert_eq!(e.refresh_token_id.as_deref(), Some("jti:rt-1"));
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// The app registry TOML (relative paths are relative to the config file).
     pub registry: Option<PathBuf>,
+    /// The detection rule file (TOML; relative to the config file). When
+    /// absent the built-in rules run (`rules/default-rules.toml`).
+    pub rules: Option<PathBuf>,
     /// How FHIR request paths are read.
     #[serde(default)]
     pub fhir: FhirSection,
@@ -379,6 +382,8 @@ impl Default for AnalysisLimits {
 pub struct Config {
     pub data_dir: PathBuf,
     pub registry: Option<PathBuf>,
+    /// `None`: the built-in rules.
+    pub rules: Option<PathBuf>,
     pub fhir_base: FhirBase,
     pub observation_window_days: u32,
     pub stale_after_days: u32,
@@ -586,6 +591,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             registry: None,
+            rules: None,
             fhir_base: FhirBase::auto(),
             observation_window_days: default_window_days(),
             stale_after_days: default_window_days(),
@@ -806,6 +812,7 @@ impl ConfigFile {
                 .map(resolve)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             registry: self.registry.map(resolve),
+            rules: self.rules.map(resolve),
             fhir_base,
             observation_window_days: self.analysis.observation_window_days,
             stale_after_days: self.analysis.stale_after_days,

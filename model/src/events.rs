@@ -410,12 +410,18 @@ macro_rules! stream {
                     .clone()
             }
 
-            /// Reads a batch of this stream back into events.
+            /// Reads a batch of this stream back into events. A nullable
+            /// column the batch lacks (a file written before the column
+            /// existed) reads as null.
             pub fn from_batch(batch: &RecordBatch) -> Result<Vec<$name>, SchemaError> {
                 $(
-                    let $field = batch
-                        .column_by_name(stringify!($field))
-                        .ok_or(SchemaError::MissingColumn(stringify!($field)))?;
+                    let $field: ArrayRef = match batch.column_by_name(stringify!($field)) {
+                        Some(c) => c.clone(),
+                        None if <$ty as ColumnValue>::NULLABLE => {
+                            arrow_array::new_null_array(&<$ty as ColumnValue>::data_type(), batch.num_rows())
+                        }
+                        None => return Err(SchemaError::MissingColumn(stringify!($field))),
+                    };
                     let expected = <$ty as ColumnValue>::data_type();
                     if $field.data_type() != &expected {
                         return Err(SchemaError::WrongType {
@@ -567,6 +573,10 @@ stream!(
         user: Option<String>,
         /// Id of the access token used (a JWT's jti, else a hash): never the token.
         token_id: Option<String>,
+        /// When the access token used expires (its JWT `exp`), UTC; null when the token is not a JWT or has no exp.
+        expires_at: Option<Timestamp>,
+        /// The tenant whose authorization server issued the token (from the JWT's `iss`, mapped like the source's tenants); null when unknown.
+        token_tenant: Option<String>,
         /// HTTP method.
         method: String,
         /// Request path and query with ids pseudonymised.
@@ -654,6 +664,79 @@ mod tests {
         assert_eq!(batch.schema(), AuthEvent::schema());
         let back = AuthEvent::from_batch(&batch).unwrap();
         assert_eq!(back, vec![auth(), second]);
+    }
+
+    fn access() -> AccessEvent {
+        AccessEvent {
+            event_id: "a1".into(),
+            ts: Timestamp::parse_rfc3339("2026-11-23T10:01:00.250Z").unwrap(),
+            tenant: "north".into(),
+            env: Env::Prod,
+            client_id: Some("cardio".into()),
+            app_version: None,
+            user: Some("u_1a2b".into()),
+            token_id: Some("jti:t1".into()),
+            expires_at: Some(Timestamp(1_795_431_600_000_000)),
+            token_tenant: Some("south".into()),
+            method: "GET".into(),
+            path: "/fhir/r4/Observation?patient=p_9f".into(),
+            interaction: Some(Interaction::Search),
+            resource_type: Some("Observation".into()),
+            compartment: Some("Patient/p_9f".into()),
+            patient: Some("p_9f".into()),
+            required: Some("patient/Observation.rs".into()),
+            granted_covered: Some(true),
+            status: Some(200),
+            outcome: AccessOutcome::Allowed,
+            bytes: Some(5120),
+            latency_ms: Some(42.5),
+            ip: None,
+            user_agent: None,
+            source: "gateway".into(),
+            source_file: None,
+            source_offset: Some(7),
+        }
+    }
+
+    #[test]
+    fn access_round_trips_through_a_batch() {
+        let mut b = AccessBatchBuilder::default();
+        let mut opaque = access();
+        opaque.event_id = "a2".into();
+        opaque.token_id = Some("h:0123".into());
+        opaque.expires_at = None;
+        opaque.token_tenant = None;
+        b.push(&access());
+        b.push(&opaque);
+        let batch = b.finish();
+        assert_eq!(batch.schema(), AccessEvent::schema());
+        assert_eq!(
+            AccessEvent::from_batch(&batch).unwrap(),
+            vec![access(), opaque]
+        );
+    }
+
+    #[test]
+    fn access_token_columns_follow_token_id() {
+        let schema = AccessEvent::schema();
+        let at = |name: &str| AccessEvent::COLUMNS.iter().position(|c| *c == name);
+        assert_eq!(at("expires_at"), at("token_id").map(|i| i + 1));
+        assert_eq!(at("token_tenant"), at("token_id").map(|i| i + 2));
+        let expires = schema.field_with_name("expires_at").unwrap();
+        assert!(expires.is_nullable());
+        // The same type as the auth stream's `expires_at`, so the two join.
+        assert_eq!(
+            expires.data_type(),
+            AuthEvent::schema()
+                .field_with_name("expires_at")
+                .unwrap()
+                .data_type()
+        );
+        assert!(expires.metadata()["description"].contains("JWT `exp`"));
+        let tenant = schema.field_with_name("token_tenant").unwrap();
+        assert!(tenant.is_nullable());
+        assert_eq!(tenant.data_type(), &DataType::Utf8);
+        assert!(tenant.metadata()["description"].contains("`iss`"));
     }
 
     #[test]

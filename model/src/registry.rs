@@ -523,6 +523,13 @@ impl App {
         }
     }
 
+    /// Whether the registry approves `scope` for `tenant`: it is listed
+    /// (normalised), or approved resource scopes cover everything it grants
+    /// (`patient/Observation.rs` approves `patient/Observation.r`).
+    pub fn approves(&self, tenant: &str, scope: &Scope) -> bool {
+        scope_approved(self.approved_scopes_for(tenant), scope)
+    }
+
     /// Whether offline access is justified (with a reason).
     pub fn offline_access_justified(&self) -> bool {
         self.offline_access.as_ref().is_some_and(|o| o.justified)
@@ -1101,5 +1108,25 @@ mod tests {
     fn position_labels() {
         assert!(is_position_label("app[3]"));
         assert!(!is_position_label("app[]") && !is_position_label("cardio"));
+    }
+}
+
+/// Whether `approved` approves `scope`: listed (normalised), or approved
+/// resource scopes without a filter cover everything it grants.
+pub fn scope_approved(approved: &[Scope], scope: &Scope) -> bool {
+    let norm = scope.normalised();
+    if approved.iter().any(|a| a.normalised() == norm) {
+        return true;
+    }
+    match scope.resource() {
+        Some(r) => {
+            let req = crate::scope::Required {
+                context: r.context,
+                resource: r.resource.clone(),
+                perms: r.perms,
+            };
+            r.filter.is_none() && crate::scope::covers(approved, &req, None).as_bool() == Some(true)
+        }
+        None => false,
     }
 }

@@ -65,7 +65,10 @@
 //!   BALP records in the user's or the client's `agent.policy`
 //!   (`urn:ietf:params:oauth:jti:` prefix or a bare value; other policy URIs
 //!   are not tokens), else (auth) the `what.identifier.value` of a token
-//!   entity (object role `13` or type `UserOauthAgent`).
+//!   entity (object role `13` or type `UserOauthAgent`). Access
+//!   `expires_at` and `token_tenant` come only from such a logged bearer
+//!   JWT (its `exp`, and its `iss` as a tenant name); otherwise they are
+//!   null (a `jti` alone tells neither).
 //! - `ip`: the network address (R4 `network.address`, R5 `networkString` /
 //!   `networkUri`) of the client, else the requestor, else another non-server
 //!   agent, when it is an IP address (machine names are not kept in `ip`).
@@ -477,6 +480,9 @@ fn access(
         token_id: info
             .map(|i| i.id.clone())
             .or_else(|| facts.policy_token_id.clone()),
+        // Only a logged bearer JWT tells these; a BALP policy `jti` does not.
+        expires_at: info.and_then(TokenInfo::expires_at),
+        token_tenant: info.and_then(|i| i.tenant(ctx.options)),
         method,
         path: e.path,
         interaction,

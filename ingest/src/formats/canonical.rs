@@ -7,8 +7,11 @@
 //! kept:
 //! - `token` (a raw bearer token or JWT, `Bearer ` prefix allowed) becomes
 //!   `token_id` (the JWT's `jti`, else a hash), and a JWT's claims fill
-//!   `client_id`, the granted scopes, `user` (from `sub`), `patient` and
-//!   `expires_at` (from `exp`) when the line does not give them;
+//!   `client_id`, the granted scopes, `user` (from `sub`), `patient`,
+//!   `expires_at` (from `exp`) and, on access lines, `token_tenant` (from
+//!   `iss`, named as the source names tenants: `tenant_map`, else a URL's
+//!   last segment, e.g. the Keycloak realm) when the line does not give
+//!   them;
 //!   `refresh_token` and `parent_refresh_token` become `refresh_token_id` and
 //!   `parent_token_id` the same way. Already reduced ids (`token_id`,
 //!   `refresh_token_id`, `parent_token_id`) pass through unchanged; when a
@@ -39,7 +42,9 @@
 //!
 //! An access event (`outcome`: `allowed`, `denied` or `error`, default from
 //! `status`; `scopes` are the token's granted scopes, used to judge whether
-//! they covered the call):
+//! they covered the call; `expires_at` is when the token used expires and
+//! `token_tenant` the tenant whose authorization server issued it, taken as
+//! written):
 //!
 //! ```json
 //! {"stream":"access","ts":1795428060250,"tenant":"north","env":"prod","client_id":"cardio-app","token":"Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJqdGkiOiJhdC03ZjNhOWMiLCJjbGllbnRfaWQiOiJjYXJkaW8tYXBwIiwic3ViIjoia2MtdXNlci00MiIsInNjb3BlIjoibGF1bmNoL3BhdGllbnQgb3BlbmlkIHBhdGllbnQvT2JzZXJ2YXRpb24ucnMiLCJwYXRpZW50IjoicGF0LTEyMyIsImlzcyI6Imh0dHBzOi8vYXV0aC5leGFtcGxlLm9yZy9yZWFsbXMvbm9ydGgiLCJhdWQiOiJodHRwczovL2ZoaXIuZXhhbXBsZS5vcmcvcjQiLCJleHAiOjE3OTU0MzE2MDAsImlhdCI6MTc5NTQyODAwMH0.c2lnbmF0dXJl","method":"GET","path":"/fhir/r4/Observation?patient=pat-123&category=vital-signs&_count=50","status":200,"bytes":5120,"latency_ms":42.5,"scopes":"launch/patient openid patient/Observation.rs","ip":"10.1.2.3","user_agent":"CardioApp/2.4.1 (iOS 18.1)"}
@@ -121,6 +126,8 @@ struct Line<'a> {
     parent_token_id: Option<Loose<'a>>,
     #[serde(borrow, default)]
     expires_at: Option<Loose<'a>>,
+    #[serde(borrow, default)]
+    token_tenant: Option<Loose<'a>>,
     #[serde(borrow, default)]
     ip: Option<Loose<'a>>,
     #[serde(borrow, default)]
@@ -260,10 +267,7 @@ fn auth(mut raw: Line<'_>, ctx: &LineContext<'_>) -> Result<AuthEvent, ParseErro
     };
     let expires_at = match timestamp("expires_at", raw.expires_at.take())? {
         Some(t) => Some(t),
-        None => info
-            .and_then(|i| i.exp)
-            .and_then(|s| s.checked_mul(1_000_000))
-            .map(Timestamp),
+        None => info.and_then(TokenInfo::expires_at),
     };
     let privacy = ctx.privacy;
     Ok(AuthEvent {
@@ -351,6 +355,14 @@ fn access(mut raw: Line<'_>, ctx: &LineContext<'_>) -> Result<AccessEvent, Parse
         Some(p) => Some(privacy.pseudonym(IdKind::Patient, &p)),
         None => e.patient.or_else(|| info.and_then(|i| i.patient.clone())),
     };
+    let expires_at = match timestamp("expires_at", raw.expires_at.take())? {
+        Some(t) => Some(t),
+        None => info.and_then(TokenInfo::expires_at),
+    };
+    let token_tenant = match text("token_tenant", raw.token_tenant.take())? {
+        Some(t) => Some(t.into_owned()),
+        None => info.and_then(|i| i.tenant(ctx.options)),
+    };
     Ok(AccessEvent {
         event_id: ctx.event_id.to_string(),
         ts: c.ts,
@@ -365,6 +377,8 @@ fn access(mut raw: Line<'_>, ctx: &LineContext<'_>) -> Result<AccessEvent, Parse
             None => info.and_then(|i| i.user.clone()),
         },
         token_id,
+        expires_at,
+        token_tenant,
         method,
         path: e.path,
         interaction: e.interaction,

@@ -16,7 +16,10 @@
 //!   (`redirect_uri`, `state`, `code_challenge`, `login_hint`, `launch`, ...).
 //! - Any other request becomes an `access` event through
 //!   [`crate::adapter::enrich_access`] (interaction, required permission,
-//!   coverage by the token's scopes, ids pseudonymised in the path).
+//!   coverage by the token's scopes, ids pseudonymised in the path). A JWT's
+//!   `exp` gives `expires_at` and its `iss` gives `token_tenant` (through
+//!   [`crate::privacy::issuer_tenant`]: `tenant_map`, else a URL's last
+//!   segment, the Keycloak realm), whatever `tenant_from` says.
 //! - The tenant follows the source's `tenant_from`: `fixed` (or absent) is
 //!   the source's `tenant`; `host` the request's host without its port;
 //!   `path:N` the Nth path segment; `realm` the segment after `/realms/` in
@@ -217,6 +220,8 @@ pub fn gateway_event(
         app_version,
         user: info.and_then(|i| i.user.clone()),
         token_id: info.map(|i| i.id.clone()),
+        expires_at: info.and_then(TokenInfo::expires_at),
+        token_tenant: info.and_then(|i| i.tenant(ctx.options)),
         method,
         path: e.path,
         interaction: e.interaction,

@@ -79,9 +79,10 @@
 //!   `scopes_requested` when those failed; ignored for other types. An
 //!   empty `scope` means "none";
 //! - token ids: Keycloak logs ids (`jti`s), never tokens, so `token_id`,
-//!   `refresh_token_id` and `updated_refresh_token_id` are kept as written,
-//!   except that a value shaped like a JWT (three base64url parts) is reduced
-//!   with [`Pseudonymiser::token_id`];
+//!   `refresh_token_id` and `updated_refresh_token_id` become `jti:<id>`
+//!   ([`crate::privacy::jti_id`]), the id a gateway derives from the same
+//!   token's JWT, so calls join their grants; a value shaped like a JWT
+//!   (three base64url parts) is reduced with [`Pseudonymiser::token_id`];
 //! - refresh (`REFRESH_TOKEN` and `REFRESH_TOKEN_ERROR`): the event's
 //!   `refresh_token_id` is the refresh token **consumed**, so it becomes
 //!   `parent_token_id`; `refresh_token_id` is `updated_refresh_token_id`
@@ -711,12 +712,14 @@ fn realm_tenant(ev: &RawEvent<'_>, options: &SourceOptions) -> Option<String> {
     options.tenant_name(name.or(id)?)
 }
 
-/// A token id as logged, unless it is shaped like a JWT (then its id).
+/// The id of a logged token id (a `jti`), as every source writes it so
+/// grants, refreshes, revocations and calls join; a JWT logged by mistake
+/// is reduced to its id.
 fn reduce_token_id(value: &str, privacy: &Pseudonymiser) -> String {
     if looks_like_jwt(value) {
         privacy.token_id(value)
     } else {
-        value.to_string()
+        crate::privacy::jti_id(value)
     }
 }
 

@@ -1239,12 +1239,13 @@ impl Sim<'_> {
                 details: vec![("token_id", tok.jti.clone())],
                 error: None,
             }));
+            let ty = self.apps[clinic_app].types[0];
             for k in 0..4 {
                 self.call(
                     clinic_app,
                     &tok,
                     t + 600_000 + k * 20_000,
-                    "Observation",
+                    ty,
                     &ip,
                     "CardioApp",
                     None,
@@ -1268,6 +1269,26 @@ impl Sim<'_> {
             let other = (home + 1) % self.tenants.len();
             let mut tok = self.patient_token(backend_app, home, t);
             let ip = self.ip();
+            // The home realm logs the grant: how the token's tenant is known
+            // when the calls go through a gateway that does not log the JWT.
+            self.record(Record::Idp(IdpEvent {
+                ts_ms: t - 5_000,
+                tenant: self.tenants[home].clone(),
+                kind: "CLIENT_LOGIN",
+                client_id: tok.client_id.clone(),
+                user: None,
+                session: None,
+                ip: ip.clone(),
+                details: vec![
+                    ("token_id", tok.jti.clone()),
+                    ("grant_type", "client_credentials".into()),
+                    ("scope", tok.scopes.join(" ")),
+                    ("client_auth_method", "client-jwt".into()),
+                ],
+                error: None,
+            }));
+            let scopes = tok.scopes.clone();
+            self.cell(backend_app, home).granted.extend(scopes);
             tok.tenant = other;
             for k in 0..5 {
                 self.call(
@@ -1452,6 +1473,55 @@ impl Sim<'_> {
                                 - 1),
                             events: 0,
                             detail: format!("granted `{s}`, which the registry does not approve"),
+                        });
+                    }
+                }
+            }
+            // A new version asking for a scope the previous did not: scope
+            // creep, and (never approved) an unapproved grant per tenant.
+            for (version, from, extra) in &a.versions {
+                let Some(s) = extra else { continue };
+                // Only a version that ran (a stale app's later versions never do).
+                let ran = self
+                    .cells
+                    .values()
+                    .any(|c| c.client_id == a.client_id && c.versions.contains(version.as_str()));
+                if !ran {
+                    continue;
+                }
+                let first = (self.start + Duration::days(i64::from(*from)))
+                    .midnight()
+                    .assume_utc()
+                    .unix_timestamp()
+                    * 1000;
+                let last =
+                    self.opts.end.midnight().assume_utc().unix_timestamp() * 1000 + DAY_MS - 1;
+                self.incidents.push(Incident {
+                    kind: "new_scope_requested",
+                    tenant: String::new(),
+                    client_id: a.client_id.clone(),
+                    token_ids: Vec::new(),
+                    first_ts: iso(first),
+                    last_ts: iso(last),
+                    events: 0,
+                    detail: format!(
+                        "version {version} requests `{s}`, which earlier versions did not"
+                    ),
+                });
+                for &t in &a.tenants {
+                    let key = (a.client_id.clone(), self.tenants[t].clone());
+                    if self.cells.get(&key).is_some_and(|c| c.granted.contains(s)) {
+                        self.incidents.push(Incident {
+                            kind: "unapproved_scope_granted",
+                            tenant: self.tenants[t].clone(),
+                            client_id: a.client_id.clone(),
+                            token_ids: Vec::new(),
+                            first_ts: iso(first),
+                            last_ts: iso(last),
+                            events: 0,
+                            detail: format!(
+                                "granted `{s}` (asked by version {version}), which the registry does not approve"
+                            ),
                         });
                     }
                 }
