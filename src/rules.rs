@@ -559,8 +559,17 @@ pub fn spawn_detector(
         .spawn(move || {
             while let Ok(c) = rx.recv() {
                 let events = events_of(c.batches)?;
+                let (judged, late) = (detector.engine().judged, detector.engine().late);
                 let raised = detector.offer(events, c.caught_up, notify.as_mut())?;
+                metrics::counter!("scopewatch_rules_events_judged_total")
+                    .increment(detector.engine().judged - judged);
+                metrics::counter!("scopewatch_rules_late_events_total")
+                    .increment(detector.engine().late - late);
+                metrics::gauge!("scopewatch_rules_state_entries")
+                    .set(detector.engine().state_size() as f64);
                 for a in raised {
+                    metrics::counter!("scopewatch_alerts_raised_total", "rule" => a.rule.clone(), "severity" => a.severity.as_str())
+                        .increment(1);
                     tracing::warn!(
                         alert = %a.id, rule = %a.rule, severity = %a.severity,
                         group = %group_text(&a), "alert raised: {}", a.title

@@ -22,7 +22,7 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
-use time::{Date, OffsetDateTime};
+use time::Date;
 
 use scopewatch_model::registry::{App, Registry};
 

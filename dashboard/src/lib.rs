@@ -2,3 +2,4 @@
 //! security works alerts and incidents, and product owners prune scopes.
 //! Login is required, everything from a log is escaped, and a user limited
 //! to some tenants sees nothing of the others.
+pub fn x() {}

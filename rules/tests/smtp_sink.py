@@ -59,6 +59,7 @@ class Sink:
 
 def main():
     out_dir, port = sys.argv[1], int(sys.argv[2])
+    os.makedirs(out_dir, exist_ok=True)
     controller = Controller(Sink(out_dir), hostname="127.0.0.1", port=port)
     controller.start()
     print("READY", flush=True)
