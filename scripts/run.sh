@@ -3,8 +3,9 @@
 # three-hospital ecosystem in every supported log format, sample-logs/):
 # validates its app registry, ingests every log into ./scopewatch-data (a
 # second run adds nothing: every line is in the lake exactly once), and shows
-# the quarterly scope report (HTML) and an ad-hoc SQL query, and the scope
-# verbs. `scopewatch run` (everything in one process) is still to come.
+# the quarterly scope report (HTML), what the detection rules find in the
+# samples (scored against their ground truth), an ad-hoc SQL query, and the
+# scope verbs. `scopewatch run` (everything in one process) is still to come.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -17,6 +18,8 @@ sw --config sample-logs/scopewatch.toml registry check
 sw --config sample-logs/scopewatch.toml ingest --once
 sw --config sample-logs/scopewatch.toml report --from 2026-11-07 --to 2026-11-20 --out scopewatch-data/report.html
 echo "report: scopewatch-data/report.html (open it in a browser)" >&2
+sw --config sample-logs/scopewatch.toml rules backtest --from 2026-11-07 --to 2026-11-20 \
+   --truth sample-logs/ground-truth.json
 sw --config sample-logs/scopewatch.toml sql --format table \
    "SELECT client_id, tenant, count(*) AS calls, count(*) FILTER (WHERE outcome = 'denied') AS denied FROM access GROUP BY ALL ORDER BY calls DESC LIMIT 10"
 sw scopes explain 'patient/*.read' 'patient/Observation.rs?category=laboratory' 'user/Patient.dus'
