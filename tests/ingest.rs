@@ -4,19 +4,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use scopewatch_analytics::{EngineLimits, Lake};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scopewatch"));
-    c.env_remove("SCOPEWATCH_CONFIG")
-        .env_remove("SCOPEWATCH_DATA")
-        .env("SCOPEWATCH_LOG", "warn");
-    c
-}
+mod common;
+use common::{all_file_bytes, append, bin, kill9, sigterm};
 
 /// A JWT with a `jti`, as an authorization server would issue it (the
 /// signature is not checked by anyone here).
@@ -41,20 +36,6 @@ fn access_line(seq: u64, patient: &str, token: &str) -> String {
         (seq / 60) % 60,
         seq % 60
     )
-}
-
-fn append(path: &Path, lines: &[String]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let mut buf = String::new();
-    for l in lines {
-        buf.push_str(l);
-        buf.push('\n');
-    }
-    f.write_all(buf.as_bytes()).unwrap();
 }
 
 fn write_config(dir: &Path, logs: &Path, data: &Path) -> PathBuf {
@@ -99,12 +80,6 @@ fn lake_counts(data: &Path) -> (u64, u64, u64) {
             },
         )
         .unwrap()
-}
-
-fn kill9(child: &mut Child) {
-    // SIGKILL: no handler runs, nothing is flushed.
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
@@ -173,16 +148,6 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     assert_eq!(ids, written, "event ids are unique");
 }
 
-/// SIGTERM through the `kill` command (std has no safe way to send it).
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 /// Every string value in every Parquet file of the lake, decoded (the files
 /// are zstd-compressed, so grepping their bytes would prove nothing).
 fn lake_text(data: &Path) -> String {
@@ -215,18 +180,6 @@ fn lake_text(data: &Path) -> String {
         }
     }
     text
-}
-
-/// The raw bytes of every file under `dir`, Parquet included.
-fn all_file_bytes(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            all_file_bytes(&path, out);
-        } else {
-            out.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
 }
 
 #[test]

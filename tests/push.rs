@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use scopewatch_analytics::{EngineLimits, Lake};
 
+mod common;
+use common::all_file_bytes;
+
 const KEY_ENV: &str = "SCOPEWATCH_TEST_PUSH_KEY";
 const KEY: &str = "push-key-Vb7qLx02mZr9TgW4";
 
@@ -480,18 +483,6 @@ fn bad_requests_get_clear_errors_and_write_nothing() {
     assert!(log.contains("push refused"), "{log}");
     assert!(!log.contains(KEY), "the key is never logged");
     assert!(!log.contains("PAT-BAD-SECRET-4"), "{log}");
-}
-
-/// The raw bytes of every file under `dir`, Parquet included.
-fn all_file_bytes(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            all_file_bytes(&path, out);
-        } else {
-            out.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
 }
 
 /// Every value of every row of both streams, as text.

@@ -4,23 +4,17 @@
 //! reach a real SMTP server on loopback within seconds, once, across a
 //! SIGKILL and restart.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{append, bin, sigterm};
+
 #[path = "../rules/tests/support/smtp.rs"]
 mod smtp;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scopewatch"));
-    c.env_remove("SCOPEWATCH_CONFIG")
-        .env_remove("SCOPEWATCH_DATA")
-        .env("SCOPEWATCH_LOG", "warn");
-    c
-}
 
 fn root() -> PathBuf {
     PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
@@ -133,14 +127,6 @@ fn backtest_finds_every_injected_incident_without_false_alerts() {
     }
 }
 
-fn sigterm(child: &Child) {
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
 fn alerts_list(data: &Path) -> Vec<Value> {
     json_lines(&run_ok(bin().args([
         "--data",
@@ -200,17 +186,6 @@ fn streaming_gives_the_alerts_backtest_gives() {
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
-}
-
-fn append(path: &Path, lines: &[String]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
 }
 
 const RAW_REFRESH_TOKEN: &str = "8xLOxBtZp8QZ3m7s0cVq2yW4kR9dE1fJ";

@@ -1445,6 +1445,46 @@ impl Sim<'_> {
         self.issue(app, tenant, t, &scopes, &version, user, patient)
     }
 
+    /// The first and last millisecond of the generated period.
+    fn period_start_ms(&self) -> i64 {
+        self.start.midnight().assume_utc().unix_timestamp() * 1000
+    }
+
+    fn period_end_ms(&self) -> i64 {
+        self.opts.end.midnight().assume_utc().unix_timestamp() * 1000 + DAY_MS - 1
+    }
+
+    /// An `unapproved_scope_granted` incident for each tenant of `app`
+    /// where `scope` was granted.
+    fn unapproved_grants(
+        &mut self,
+        app: &GenApp,
+        scope: &str,
+        first: i64,
+        last: i64,
+        detail: &str,
+    ) {
+        for &t in &app.tenants {
+            let key = (app.client_id.clone(), self.tenants[t].clone());
+            if self
+                .cells
+                .get(&key)
+                .is_some_and(|c| c.granted.contains(scope))
+            {
+                self.incidents.push(Incident {
+                    kind: "unapproved_scope_granted",
+                    tenant: self.tenants[t].clone(),
+                    client_id: app.client_id.clone(),
+                    token_ids: Vec::new(),
+                    first_ts: iso(first),
+                    last_ts: iso(last),
+                    events: 0,
+                    detail: detail.to_string(),
+                });
+            }
+        }
+    }
+
     fn finish(mut self) -> Result<Summary, GenerateError> {
         self.files.flush_day()?;
         for (rel, w) in &mut self.files.open {
@@ -1456,26 +1496,9 @@ impl Sim<'_> {
         // Incidents derived from the ecosystem's configuration.
         for a in self.apps.clone().iter() {
             if let Some(s) = &a.unapproved {
-                for &t in &a.tenants {
-                    let key = (a.client_id.clone(), self.tenants[t].clone());
-                    if self.cells.get(&key).is_some_and(|c| c.granted.contains(s)) {
-                        self.incidents.push(Incident {
-                            kind: "unapproved_scope_granted",
-                            tenant: self.tenants[t].clone(),
-                            client_id: a.client_id.clone(),
-                            token_ids: Vec::new(),
-                            first_ts: iso(
-                                self.start.midnight().assume_utc().unix_timestamp() * 1000
-                            ),
-                            last_ts: iso(self.opts.end.midnight().assume_utc().unix_timestamp()
-                                * 1000
-                                + DAY_MS
-                                - 1),
-                            events: 0,
-                            detail: format!("granted `{s}`, which the registry does not approve"),
-                        });
-                    }
-                }
+                let (first, last) = (self.period_start_ms(), self.period_end_ms());
+                let detail = format!("granted `{s}`, which the registry does not approve");
+                self.unapproved_grants(a, s, first, last, &detail);
             }
             // A new version asking for a scope the previous did not: scope
             // creep, and (never approved) an unapproved grant per tenant.
@@ -1494,8 +1517,7 @@ impl Sim<'_> {
                     .assume_utc()
                     .unix_timestamp()
                     * 1000;
-                let last =
-                    self.opts.end.midnight().assume_utc().unix_timestamp() * 1000 + DAY_MS - 1;
+                let last = self.period_end_ms();
                 self.incidents.push(Incident {
                     kind: "new_scope_requested",
                     tenant: String::new(),
@@ -1508,23 +1530,10 @@ impl Sim<'_> {
                         "version {version} requests `{s}`, which earlier versions did not"
                     ),
                 });
-                for &t in &a.tenants {
-                    let key = (a.client_id.clone(), self.tenants[t].clone());
-                    if self.cells.get(&key).is_some_and(|c| c.granted.contains(s)) {
-                        self.incidents.push(Incident {
-                            kind: "unapproved_scope_granted",
-                            tenant: self.tenants[t].clone(),
-                            client_id: a.client_id.clone(),
-                            token_ids: Vec::new(),
-                            first_ts: iso(first),
-                            last_ts: iso(last),
-                            events: 0,
-                            detail: format!(
-                                "granted `{s}` (asked by version {version}), which the registry does not approve"
-                            ),
-                        });
-                    }
-                }
+                let detail = format!(
+                    "granted `{s}` (asked by version {version}), which the registry does not approve"
+                );
+                self.unapproved_grants(a, s, first, last, &detail);
             }
             if let Some(r) = a.revoked_on_day {
                 let t = a.tenants[0];
@@ -1539,9 +1548,7 @@ impl Sim<'_> {
                     client_id: a.client_id.clone(),
                     token_ids: Vec::new(),
                     first_ts: iso(from),
-                    last_ts: iso(
-                        self.opts.end.midnight().assume_utc().unix_timestamp() * 1000 + DAY_MS - 1,
-                    ),
+                    last_ts: iso(self.period_end_ms()),
                     events: 0,
                     detail: format!("app {} keeps calling after it was revoked", a.client_id),
                 });

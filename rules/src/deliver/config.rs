@@ -205,26 +205,9 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> DeliveryConfigEr
     }
 }
 
-/// A secret (password, header value, webhook URL): `{:?}` prints
-/// `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// Secrets (password, header values, webhook URL) are the config's own
+/// type: `{:?}` never shows them.
+pub use scopewatch_model::config::Secret;
 
 /// Validated `[delivery]`. The default has no destination: nothing is sent.
 #[derive(Debug, Clone, Default)]
@@ -671,14 +654,14 @@ fn validate_smtp(s: &SmtpFile) -> Result<SmtpSettings, DeliveryConfigError> {
                 "both `password` and `password_env` are given: keep only `password_env`",
             ))
         }
-        (Some(var), None) => Some(Secret(read_env(var, "smtp.password_env")?)),
+        (Some(var), None) => Some(Secret::new(read_env(var, "smtp.password_env")?)),
         (None, Some(p)) if p.is_empty() => {
             return Err(bad(
                 "smtp.password",
                 "is empty: remove it, or use `password_env`",
             ))
         }
-        (None, Some(p)) => Some(Secret(p.clone())),
+        (None, Some(p)) => Some(Secret::new(p.clone())),
         (None, None) => None,
     };
     let credentials = match (s.username.as_deref().filter(|u| !u.is_empty()), password) {
@@ -828,11 +811,11 @@ fn validate_webhook(d: &DestinationFile, field: &str) -> Result<Destination, Del
         ) {
             return Err(bad(&hfield, "is set by scopewatch itself: remove it"));
         }
-        headers.push((name.clone(), Secret(value)));
+        headers.push((name.clone(), Secret::new(value)));
     }
     Ok(Destination::Webhook(WebhookTarget {
         origin: url_origin(&url),
-        url: Secret(url),
+        url: Secret::new(url),
         headers,
         timeout: timeout(d.timeout_secs, &format!("{field}.timeout_secs"))?,
     }))
