@@ -44,10 +44,6 @@ pub enum RulesError {
 pub struct RuleFile {
     /// Format version; must be 1.
     pub version: u32,
-    /// Streaming: events this many seconds older than the newest event
-    /// already judged are still judged in order; older ones are judged late
-    /// (and counted). Default 30.
-    pub reorder_tolerance_secs: Option<u64>,
     /// The rules, as `[[rule]]` tables.
     #[serde(default)]
     pub rule: Vec<RuleEntry>,
@@ -226,8 +222,6 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub rules: Vec<Rule>,
-    /// Microseconds.
-    pub reorder_tolerance_us: i64,
     pub delivery: crate::deliver::Delivery,
     /// Where the rules came from (a path, or `built-in`).
     pub origin: String,
@@ -314,7 +308,6 @@ impl RuleFile {
         }
         Ok(Rules {
             rules,
-            reorder_tolerance_us: self.reorder_tolerance_secs.unwrap_or(30) as i64 * US,
             delivery,
             origin: file.to_string(),
         })
