@@ -223,18 +223,13 @@ fn start_detection(
     Ok(crate::rules::spawn_detector(detector, rx, notify))
 }
 
-type Notify = Box<
-    dyn FnMut(
-            &scopewatch_rules::alert::Alert,
-            &scopewatch_rules::config::Rule,
-        ) -> Result<(), String>
-        + Send,
->;
-
 /// Where new alerts go: the delivery outbox under `<data>/alerts/outbox`,
 /// sent by its own thread (which lives as long as the process: a message
 /// queued at shutdown is sent at the next start).
-fn notifier(config: &Config, rules: &scopewatch_rules::config::Rules) -> Result<Notify> {
+fn notifier(
+    config: &Config,
+    rules: &scopewatch_rules::config::Rules,
+) -> Result<scopewatch_rules::stream::Notifier> {
     use scopewatch_rules::deliver::{spawn_deliverer, Outbox};
     let dir = scopewatch_rules::stream::alerts_dir(&config.data_dir).join("outbox");
     let outbox = Outbox::open(&dir, rules.delivery.clone())?;

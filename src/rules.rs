@@ -550,9 +550,7 @@ pub fn catch_up(
 pub fn spawn_detector(
     mut detector: Detector,
     rx: std::sync::mpsc::Receiver<Committed>,
-    mut notify: Box<
-        dyn FnMut(&Alert, &scopewatch_rules::config::Rule) -> Result<(), String> + Send,
-    >,
+    mut notify: scopewatch_rules::stream::Notifier,
 ) -> std::thread::JoinHandle<Result<Detector>> {
     std::thread::Builder::new()
         .name("rules".into())

@@ -27,6 +27,10 @@ use crate::engine::{Engine, Snapshot};
 use crate::event::Event;
 use crate::store::{AlertStore, StoreError};
 
+/// Where new alerts are handed for delivery (the outbox); an error stops
+/// the pass before anything is made durable, so it is retried.
+pub type Notifier = Box<dyn FnMut(&Alert, &Rule) -> Result<(), String> + Send>;
+
 /// Events held while ingest catches up, at most (then judged anyway).
 pub const MAX_HELD_EVENTS: usize = 2_000_000;
 
