@@ -9,6 +9,9 @@ command -v make >/dev/null 2>&1 || need_apt+=(make)
 # The report test (tests/report.rs) opens the HTML report in headless Chromium.
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
   || need_apt+=(chromium)
+# The dashboard's browser test (dashboard/tests/browser.rs) drives Chromium
+# through WebDriver.
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # The alert delivery tests (rules/tests/delivery.rs) send mail to a real SMTP
 # server on loopback: aiosmtpd, run by Debian's python3 (/usr/bin/python3).
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_apt+=(python3-aiosmtpd)

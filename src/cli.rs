@@ -60,6 +60,11 @@ pub enum Command {
     /// The alerts streaming detection raised: list them, change their status
     #[command(subcommand)]
     Alerts(crate::rules::AlertsCommand),
+    /// The web dashboard (login required): `scopewatch serve [--listen ADDR]`
+    Serve(crate::serve::ServeArgs),
+    /// Dashboard users: add, reset, disable, list
+    #[command(subcommand)]
+    User(crate::serve::UserCommand),
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => crate::report::run(&config, args),
         Command::Rules(command) => crate::rules::run_rules(&config, command),
         Command::Alerts(command) => crate::rules::run_alerts(&config, command),
+        Command::Serve(args) => crate::serve::run_serve(&config, args),
+        Command::User(command) => crate::serve::run_user(&config, command),
     }
 }
 

@@ -16,8 +16,9 @@ use serde_json::json;
 
 use crate::cli::IngestArgs;
 
-/// SIGINT and SIGTERM set the flag; the loop commits and exits.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+/// SIGINT and SIGTERM set the flag: long-running verbs (ingest, serve)
+/// finish what they are doing and exit.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -26,7 +27,8 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `SCOPEWATCH_LOG` (default info).
+pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SCOPEWATCH_LOG")

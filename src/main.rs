@@ -6,6 +6,7 @@ mod commands;
 mod ingest;
 mod report;
 mod rules;
+mod serve;
 mod sql;
 
 use std::process::ExitCode;

@@ -1,0 +1,212 @@
+//! The dashboard's audit trail: `<data>/dashboard/audit.jsonl`, one JSON
+//! object per line, appended and fsynced per entry, never rewritten.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::{DashboardError, Result};
+
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// Whether the action happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Who acted; `-` before anyone is known (a failed login of an unknown name).
+    pub user: String,
+    /// What they did, a stable snake_case verb: `login`, `logout`,
+    /// `password_change`, `user_disable`, `token_create`, ...
+    pub action: String,
+    /// What it was done to (a username, an alert id, an export), or empty.
+    pub target: String,
+    pub outcome: Outcome,
+    /// The client address as the server saw it; `cli` for the command line.
+    pub ip: String,
+}
+
+impl AuditEntry {
+    pub fn new(user: &str, action: &str, target: &str, outcome: Outcome, ip: &str) -> Self {
+        Self {
+            time: now_rfc3339(),
+            user: user.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            outcome,
+            ip: ip.to_string(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    /// One writer at a time, so lines never interleave.
+    file: Mutex<File>,
+}
+
+impl AuditLog {
+    pub fn open(dir: &Path) -> Result<Self> {
+        crate::users::ensure_private_dir(dir)?;
+        let path = dir.join("audit.jsonl");
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| DashboardError::io(&path, e))?;
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one entry and fsyncs it. Blocking.
+    pub fn record(&self, entry: &AuditEntry) -> Result<()> {
+        let mut line = serde_json::to_vec(entry).map_err(|e| DashboardError::UsersFile {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        // One write call per line: with O_APPEND it lands whole at the end.
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| DashboardError::io(&self.path, e))
+    }
+
+    /// Every entry, oldest first; lines that do not parse are skipped and
+    /// counted (they would be a sign of tampering or a torn write).
+    pub fn read_all(&self) -> Result<(Vec<AuditEntry>, usize)> {
+        let file = File::open(&self.path).map_err(|e| DashboardError::io(&self.path, e))?;
+        let mut entries = Vec::new();
+        let mut bad = 0;
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|e| DashboardError::io(&self.path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(&line) {
+                Ok(e) => entries.push(e),
+                Err(_) => bad += 1,
+            }
+        }
+        Ok((entries, bad))
+    }
+}
+
+/// RFC 4180 CSV of the entries, with a header row. A cell that a
+/// spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) gets a
+/// leading `'`: audit data comes partly from what users typed.
+pub fn to_csv(entries: &[AuditEntry]) -> String {
+    fn cell(out: &mut String, value: &str) {
+        let guarded;
+        let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            guarded = format!("'{value}");
+            guarded.as_str()
+        } else {
+            value
+        };
+        if value.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&value.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(value);
+        }
+    }
+    let mut out = String::from("time,user,action,target,outcome,ip\r\n");
+    for e in entries {
+        for (i, v) in [
+            e.time.as_str(),
+            &e.user,
+            &e.action,
+            &e.target,
+            e.outcome.as_str(),
+            &e.ip,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                out.push(',');
+            }
+            cell(&mut out, v);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        let e = AuditEntry::new("a,b", "login", "=cmd()", Outcome::Success, "\"x\"");
+        let csv = to_csv(&[e]);
+        let row = csv.lines().nth(1).unwrap();
+        assert!(row.contains("\"a,b\""));
+        assert!(row.contains(",'=cmd(),"));
+        assert!(row.ends_with(",\"\"\"x\"\"\""));
+    }
+
+    #[test]
+    fn entries_are_appended_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        log.record(&AuditEntry::new(
+            "u",
+            "login",
+            "",
+            Outcome::Failure,
+            "1.2.3.4",
+        ))
+        .unwrap();
+        log.record(&AuditEntry::new(
+            "u",
+            "login",
+            "",
+            Outcome::Success,
+            "1.2.3.4",
+        ))
+        .unwrap();
+        let (entries, bad) = log.read_all().unwrap();
+        assert_eq!((entries.len(), bad), (2, 0));
+        assert_eq!(entries[1].outcome, Outcome::Success);
+    }
+}

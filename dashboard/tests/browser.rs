@@ -1,0 +1,314 @@
+//! The login journey in real headless Chromium, driven over WebDriver
+//! (Debian's chromium-driver) with plain HTTP + JSON: log in with the
+//! first-run password, get sent to the password page, change it, land on
+//! the overview, and take a screenshot.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::Server;
+use serde_json::{json, Value};
+
+fn which(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|n| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(n))
+            .find(|p| p.is_file())
+    })
+}
+
+fn need(names: &[&str], package: &str) -> PathBuf {
+    which(names).unwrap_or_else(|| {
+        panic!(
+            "{} is not installed, so the dashboard cannot be checked in a real browser: \
+             run scripts/setup.sh (it installs Debian's {package}), then run the tests again",
+            names[0]
+        )
+    })
+}
+
+/// chromedriver on a free loopback port; killed on drop.
+struct Driver {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start(log: &Path) -> Driver {
+        let exe = need(&["chromedriver"], "chromium-driver");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(exe)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(v) = driver.try_call("GET", "/status", None) {
+                if v["value"]["ready"] == true {
+                    return driver;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let agent = common::agent();
+        let url = format!("{}{}", self.base, path);
+        let resp = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            ("DELETE", _) => agent.delete(&url).call(),
+            (_, body) => agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or(json!({})).to_string()),
+        }
+        .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if status != 200 {
+            return Err(format!("{method} {path}: {status} {v}"));
+        }
+        Ok(v)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver: {e}"))
+    }
+}
+
+struct Session<'a> {
+    driver: &'a Driver,
+    id: String,
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .driver
+            .try_call("DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+impl Session<'_> {
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.driver
+            .call(method, &format!("/session/{}{}", self.id, path), body)["value"]
+            .clone()
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None).as_str().unwrap().to_string()
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// The element matching `css`, waiting up to 20 s for it to appear.
+    fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.driver.try_call(
+                "POST",
+                &format!("/session/{}/element", self.id),
+                Some(json!({ "using": "css selector", "value": css })),
+            );
+            if let Ok(v) = r {
+                // The W3C element key is a fixed, long name; take the one value.
+                if let Some(id) = v["value"].as_object().and_then(|o| o.values().next()) {
+                    return id.as_str().unwrap().to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element {css} on {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let el = self.find(css);
+        self.cmd(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let el = self.find(css);
+        self.cmd("POST", &format!("/element/{el}/click"), None);
+    }
+
+    fn wait_for_path(&self, base: &str, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let want = format!("{base}{path}");
+        while self.url() != want {
+            assert!(
+                Instant::now() < deadline,
+                "expected {want}, still on {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Whether a PNG has real content: decodes, and is not one flat colour.
+fn assert_non_blank_png(bytes: &[u8]) {
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert!(
+        info.width >= 400 && info.height >= 300,
+        "{}x{}",
+        info.width,
+        info.height
+    );
+    let px = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let first = pixels[0];
+    let differing = pixels.iter().filter(|p| *p != &first).count();
+    assert!(
+        differing * 50 > pixels.len(),
+        "the screenshot is nearly one colour ({differing} of {} pixels differ)",
+        pixels.len()
+    );
+    let distinct: std::collections::HashSet<&[u8]> = pixels.iter().copied().collect();
+    assert!(distinct.len() > 20, "only {} colours", distinct.len());
+}
+
+#[test]
+fn login_journey_in_headless_chromium() {
+    let chromium = need(&["chromium", "chromium-browser"], "chromium");
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let driver = Driver::start(&tmp.path().join("chromedriver.log"));
+    let profile = tmp.path().join("profile");
+    let caps = json!({ "capabilities": { "alwaysMatch": {
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium.to_string_lossy(),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    }}});
+    let created = driver.call("POST", "/session", Some(caps));
+    let session = Session {
+        driver: &driver,
+        id: created["value"]["sessionId"].as_str().unwrap().to_string(),
+    };
+
+    // Anonymous: the overview sends the browser to the login form.
+    session.goto(&server.url("/"));
+    session.wait_for_path(&server.base, "/login");
+    session.type_into("#username", "admin");
+    session.type_into("#password", &server.admin_password);
+    session.click("#login");
+
+    // First login with the one-time password: change it first.
+    session.wait_for_path(&server.base, "/password");
+    let new = "a browser-chosen passphrase";
+    session.type_into("#current", &server.admin_password);
+    session.type_into("#new", new);
+    session.type_into("#confirm", new);
+    session.click("#change");
+
+    session.wait_for_path(&server.base, "/");
+    session.find("#welcome");
+    let title = session.cmd("GET", "/title", None);
+    assert_eq!(title, "Overview · scopewatch");
+    let source = session.cmd("GET", "/source", None);
+    let source = source.as_str().unwrap();
+    assert!(
+        source.contains("Welcome, <strong>admin</strong>"),
+        "{source}"
+    );
+
+    // The session cookie as the browser holds it.
+    let cookie = session.cmd("GET", "/cookie/sw_session", None);
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["sameSite"], "Strict");
+    assert_eq!(cookie["path"], "/");
+
+    // The stylesheet applied (CSP allows 'self' styles): the header is dark.
+    let header = session.find("header.top");
+    let bg = session.cmd(
+        "GET",
+        &format!("/element/{header}/css/background-color"),
+        None,
+    );
+    assert_eq!(bg, "rgba(19, 38, 58, 1)", "the embedded CSS did not apply");
+
+    let shot = session.cmd("GET", "/screenshot", None);
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot.as_str().unwrap())
+        .unwrap();
+    let path = tmp.path().join("overview.png");
+    std::fs::write(&path, &png).unwrap();
+    if let Some(keep) = std::env::var_os("SCOPEWATCH_SCREENSHOT_DIR") {
+        std::fs::copy(&path, Path::new(&keep).join("dashboard-overview.png")).unwrap();
+    }
+    assert_non_blank_png(&png);
+
+    // Log out with the button: back to the login form, session gone.
+    session.click("header.top form button");
+    session.wait_for_path(&server.base, "/login");
+    session.goto(&server.url("/"));
+    session.wait_for_path(&server.base, "/login");
+
+    let actions: Vec<String> = server
+        .audit_lines()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    for want in ["login", "password_change", "logout"] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "audit lacks {want}: {actions:?}"
+        );
+    }
+}

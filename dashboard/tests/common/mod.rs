@@ -1,0 +1,210 @@
+//! A real dashboard server on a loopback port, on its own thread and
+//! runtime, and a blocking HTTP client (ureq) that keeps cookies by hand so
+//! tests can look at their attributes.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use scopewatch_dashboard::{AppState, DashboardConfig, NewUser, Role, SecureCookies};
+
+pub struct Server {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub data: PathBuf,
+    pub admin_password: String,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = DashboardConfig::new(&data);
+        config.secure_cookies = SecureCookies::Auto.resolve(addr);
+        let (state, initial) = AppState::open(config).unwrap();
+        let initial = initial.expect("a fresh data dir creates the admin");
+        assert_eq!(initial.username, "admin");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            rt.block_on(scopewatch_dashboard::serve(listener, st, async {
+                let _ = stopped.await;
+            }))
+            .unwrap();
+        });
+        Server {
+            base: format!("http://{addr}"),
+            addr,
+            state,
+            data,
+            admin_password: initial.password,
+            _dir: dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Adds a user through the library (as `scopewatch user add` does) and
+    /// gives them a password of their own, so tests skip the forced change.
+    pub fn add_user(&self, name: &str, roles: &[Role], tenants: &[&str], password: &str) {
+        self.state
+            .users
+            .add(NewUser {
+                username: name.into(),
+                roles: roles.to_vec(),
+                tenants: tenants.iter().map(|t| t.to_string()).collect(),
+                owned_apps: vec![],
+            })
+            .unwrap();
+        self.state
+            .users
+            .set_password(name, password, false)
+            .unwrap();
+    }
+
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.data.join("dashboard/audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
+            .collect()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// The value of a cookie this response sets.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies().into_iter().find_map(|c| {
+            let first = c.split(';').next()?;
+            let (k, v) = first.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+    }
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn collect(resp: ureq::http::Response<ureq::Body>) -> Resp {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp.into_body().read_to_string().unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(url: &str, cookie: Option<&str>) -> Resp {
+    let mut req = agent().get(url);
+    if let Some(c) = cookie {
+        req = req.header("Cookie", c);
+    }
+    collect(req.call().unwrap())
+}
+
+pub fn get_bearer(url: &str, token: &str) -> Resp {
+    collect(
+        agent()
+            .get(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap(),
+    )
+}
+
+pub fn post_form(url: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Resp {
+    let mut req = agent().post(url);
+    if let Some(c) = cookie {
+        req = req.header("Cookie", c);
+    }
+    collect(req.send_form(fields.iter().copied()).unwrap())
+}
+
+/// The `csrf` hidden field of the first form in a page.
+pub fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+/// Logs in through the form; returns the login response and the session
+/// cookie pair (`sw_session=...`) when one was set.
+pub fn login(server: &Server, user: &str, password: &str) -> (Resp, Option<String>) {
+    let form = get(&server.url("/login"), None);
+    assert_eq!(form.status, 200);
+    let pre = form.cookie("sw_login").expect("login page sets sw_login");
+    let csrf = csrf_of(&form.body);
+    let resp = post_form(
+        &server.url("/login"),
+        Some(&format!("sw_login={pre}")),
+        &[("username", user), ("password", password), ("csrf", &csrf)],
+    );
+    let session = resp.cookie("sw_session").map(|v| format!("sw_session={v}"));
+    (resp, session)
+}
