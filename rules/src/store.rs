@@ -3,6 +3,12 @@
 //! append-only log of changes (fsynced per batch, a torn last line from a
 //! crash is dropped at open, compacted when it grows); backtest keeps it in
 //! memory. Both fold hits the same way, so both give the same alerts.
+//!
+//! Several processes may share the file (`scopewatch ingest` raising alerts,
+//! `scopewatch serve` changing their status): every append happens under an
+//! exclusive lock on `alerts.lock` after taking up what the others appended
+//! ([`AlertStore::refresh`]), and compaction, which replaces the file, is
+//! seen by the others as a new file and read again whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -70,8 +76,12 @@ pub enum Folded {
 #[derive(Debug)]
 struct Log {
     path: PathBuf,
-    file: File,
+    /// Held exclusively while appending or compacting.
+    lock_path: PathBuf,
     records: usize,
+    /// How much of the file has been applied, and the file's identity.
+    read_len: u64,
+    inode: u64,
 }
 
 #[derive(Debug, Default)]
@@ -122,63 +132,122 @@ impl AlertStore {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io(dir, "creating the folder of"))?;
         }
-        let mut store = AlertStore::default();
-        let mut records = 0;
-        let mut good_len: u64 = 0;
-        let mut torn = false;
-        if path.exists() {
-            let f = File::open(path).map_err(io(path, "opening"))?;
-            let mut reader = BufReader::new(f);
-            let mut line = String::new();
-            let mut n = 0;
-            loop {
-                line.clear();
-                let read = reader.read_line(&mut line).map_err(io(path, "reading"))?;
-                if read == 0 {
-                    break;
-                }
-                n += 1;
-                let complete = line.ends_with('\n');
-                match serde_json::from_str::<Record>(line.trim_end()) {
-                    Ok(r) if complete => {
-                        store.apply(r);
-                        records += 1;
-                        good_len += read as u64;
-                    }
-                    // A crash mid-append leaves a torn last line: drop it.
-                    _ if !complete => {
-                        torn = true;
-                        break;
-                    }
-                    Ok(_) => unreachable!(),
-                    Err(e) => {
-                        return Err(StoreError::Corrupt {
-                            path: path.to_path_buf(),
-                            line: n,
-                            message: e.to_string(),
-                        })
-                    }
-                }
+        let mut store = AlertStore {
+            log: Some(Log {
+                path: path.to_path_buf(),
+                lock_path: path.with_extension("lock"),
+                records: 0,
+                read_len: 0,
+                inode: 0,
+            }),
+            ..AlertStore::default()
+        };
+        {
+            let _lock = store.lock()?;
+            let log = store.log.as_ref().expect("set above");
+            if !log.path.exists() {
+                File::create(&log.path).map_err(io(&log.path, "creating"))?;
+            }
+            let (torn, _) = store.read_new()?;
+            if let Some(good_len) = torn {
+                // A crash mid-append leaves a torn last line: drop it.
+                let log = store.log.as_ref().expect("set above");
+                tracing::warn!(path = %log.path.display(), "dropped a torn last line of the alert store (a crash mid-write); nothing committed is lost");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&log.path)
+                    .and_then(|f| f.set_len(good_len))
+                    .map_err(io(&log.path, "truncating"))?;
+            }
+            let records = store.log.as_ref().map_or(0, |l| l.records);
+            if records > 4 * store.alerts.len() + 1000 {
+                store.compact()?;
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io(path, "opening"))?;
-        if torn {
-            tracing::warn!(path = %path.display(), "dropped a torn last line of the alert store (a crash mid-write); nothing committed is lost");
-            file.set_len(good_len).map_err(io(path, "truncating"))?;
-        }
-        store.log = Some(Log {
-            path: path.to_path_buf(),
-            file,
-            records,
-        });
-        if records > 4 * store.alerts.len() + 1000 {
-            store.compact()?;
-        }
         Ok(store)
+    }
+
+    /// The exclusive lock all writers of the file take.
+    fn lock(&self) -> Result<Option<File>, StoreError> {
+        let Some(log) = self.log.as_ref() else {
+            return Ok(None);
+        };
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&log.lock_path)
+            .map_err(io(&log.lock_path, "opening the lock of"))?;
+        f.lock().map_err(io(&log.lock_path, "locking"))?;
+        Ok(Some(f))
+    }
+
+    /// Takes up what other processes appended since the last read (and
+    /// reads the file again whole if it was replaced by a compaction).
+    pub fn refresh(&mut self) -> Result<(), StoreError> {
+        if self.log.is_none() {
+            return Ok(());
+        }
+        self.read_new().map(|_| ())
+    }
+
+    /// Applies the complete lines after `read_len`. Returns the length of
+    /// the good part when the file ends in a torn line, and whether the
+    /// file was read again whole.
+    fn read_new(&mut self) -> Result<(Option<u64>, bool), StoreError> {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let log = self.log.as_mut().expect("a file-backed store");
+        let path = log.path.clone();
+        let meta = fs::metadata(&path).map_err(io(&path, "reading"))?;
+        let reloaded = meta.ino() != log.inode || meta.len() < log.read_len;
+        if reloaded {
+            // New, or replaced: read it whole.
+            log.inode = meta.ino();
+            log.read_len = 0;
+            log.records = 0;
+            self.alerts.clear();
+            self.latest.clear();
+        }
+        let log = self.log.as_ref().expect("a file-backed store");
+        if meta.len() == log.read_len {
+            return Ok((None, reloaded));
+        }
+        let mut f = File::open(&path).map_err(io(&path, "opening"))?;
+        f.seek(SeekFrom::Start(log.read_len))
+            .map_err(io(&path, "reading"))?;
+        let mut reader = BufReader::new(f);
+        let mut line = String::new();
+        let mut good = log.read_len;
+        let mut records = 0;
+        let mut first_line = log.records + 1;
+        loop {
+            line.clear();
+            let read = reader.read_line(&mut line).map_err(io(&path, "reading"))?;
+            if read == 0 {
+                break;
+            }
+            if !line.ends_with('\n') {
+                let log = self.log.as_mut().expect("a file-backed store");
+                log.read_len = good;
+                log.records += records;
+                return Ok((Some(good), reloaded));
+            }
+            let r: Record =
+                serde_json::from_str(line.trim_end()).map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    line: first_line,
+                    message: e.to_string(),
+                })?;
+            self.apply(r);
+            records += 1;
+            first_line += 1;
+            good += read as u64;
+        }
+        let log = self.log.as_mut().expect("a file-backed store");
+        log.read_len = good;
+        log.records += records;
+        Ok((None, reloaded))
     }
 
     fn apply(&mut self, r: Record) {
@@ -297,6 +366,8 @@ impl AlertStore {
         comment: Option<String>,
         at: Timestamp,
     ) -> Result<&Alert, StoreError> {
+        // Another process may have changed it: start from the file.
+        self.refresh()?;
         let alert = self
             .alerts
             .get_mut(id)
@@ -318,26 +389,41 @@ impl AlertStore {
         Ok(&self.alerts[id])
     }
 
-    /// Makes every change so far durable (one append and fsync).
+    /// Makes every change so far durable (one append and fsync), after
+    /// taking up what other processes appended.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        let Some(log) = self.log.as_mut() else {
+        if self.log.is_none() {
             self.pending.clear();
             return Ok(());
-        };
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
+        let _lock = self.lock()?;
+        let pending = std::mem::take(&mut self.pending);
+        // Records of others first; ours are already applied here, unless
+        // the file was replaced (compacted) and read again whole.
+        let (_, reloaded) = self.read_new()?;
+        if reloaded {
+            for r in pending.iter().cloned() {
+                self.apply(r);
+            }
+        }
         let mut buf = Vec::new();
-        for r in &self.pending {
+        for r in &pending {
             serde_json::to_writer(&mut buf, r).expect("records serialise");
             buf.push(b'\n');
         }
-        log.file
-            .write_all(&buf)
+        let log = self.log.as_mut().expect("checked above");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&log.path)
+            .map_err(io(&log.path, "opening"))?;
+        file.write_all(&buf)
             .map_err(io(&log.path, "appending to"))?;
-        log.file.sync_data().map_err(io(&log.path, "syncing"))?;
-        log.records += self.pending.len();
-        self.pending.clear();
+        file.sync_data().map_err(io(&log.path, "syncing"))?;
+        log.read_len += buf.len() as u64;
+        log.records += pending.len();
         Ok(())
     }
 
@@ -365,10 +451,12 @@ impl AlertStore {
             f.sync_all().map_err(io(&tmp, "syncing"))?;
         }
         fs::rename(&tmp, &log.path).map_err(io(&log.path, "replacing"))?;
-        log.file = OpenOptions::new()
-            .append(true)
-            .open(&log.path)
-            .map_err(io(&log.path, "opening"))?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = fs::metadata(&log.path).map_err(io(&log.path, "reading"))?;
+            log.inode = meta.ino();
+            log.read_len = meta.len();
+        }
         log.records = self.alerts.len();
         Ok(())
     }
@@ -388,5 +476,89 @@ impl AlertStore {
 
     pub fn is_empty(&self) -> bool {
         self.alerts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Rules;
+
+    fn rule() -> Rules {
+        Rules::from_toml_str(
+            "version = 1\n[[rule]]\nid = 'r'\ntitle = 'r'\ntype = 'threshold'\nseverity = 'high'\n\
+             window_secs = 60\nthreshold = 1\ngroup_by = ['client_id']\ndedup_secs = 3600\n",
+            "test",
+        )
+        .unwrap()
+    }
+
+    fn hit(secs: i64, event: &str) -> Hit {
+        Hit {
+            group: vec![("client_id".into(), "app".into())],
+            ts: Timestamp(secs * 1_000_000),
+            evidence: vec![(Timestamp(secs * 1_000_000), event.into())],
+            detail: "d".into(),
+        }
+    }
+
+    #[test]
+    fn two_processes_share_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let rules = rule();
+        let r = &rules.rules[0];
+        let mut detector = AlertStore::open(&path).unwrap();
+        let mut dashboard = AlertStore::open(&path).unwrap();
+        let Folded::Raised(id) = detector.fold(r, hit(0, "e1")) else {
+            panic!("raised")
+        };
+        detector.flush().unwrap();
+        dashboard.refresh().unwrap();
+        assert_eq!(dashboard.get(&id).unwrap().count, 1);
+        dashboard
+            .set_status(
+                &id,
+                AlertStatus::Resolved,
+                "alice",
+                Some("fixed".into()),
+                Timestamp(5),
+            )
+            .unwrap();
+        // The detector sees the resolution: a repeat opens a new alert.
+        detector.refresh().unwrap();
+        assert_eq!(detector.get(&id).unwrap().status, AlertStatus::Resolved);
+        assert!(matches!(detector.fold(r, hit(10, "e2")), Folded::Raised(_)));
+        detector.flush().unwrap();
+        // A third reader builds the same from the file.
+        let reader = AlertStore::open(&path).unwrap();
+        assert_eq!(reader.len(), 2);
+        assert_eq!(reader.get(&id).unwrap().history.len(), 1);
+        dashboard.refresh().unwrap();
+        assert_eq!(dashboard.len(), 2);
+        assert_eq!(dashboard.get(&id).unwrap().history.len(), 1);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_a_replaced_file_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let rules = rule();
+        let mut a = AlertStore::open(&path).unwrap();
+        a.fold(&rules.rules[0], hit(0, "e1"));
+        a.flush().unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"op\":\"raise\",\"alert\":{\"id\"").unwrap();
+        let b = AlertStore::open(&path).unwrap();
+        assert_eq!(b.len(), 1);
+        assert!(fs::read_to_string(&path).unwrap().ends_with('\n'));
+        // Replaced by another process (as compaction does): read whole.
+        let mut c = AlertStore::open(&path).unwrap();
+        fs::write(&path, "").unwrap();
+        let tmp = path.with_extension("new");
+        fs::write(&tmp, "").unwrap();
+        fs::rename(&tmp, &path).unwrap();
+        c.refresh().unwrap();
+        assert_eq!(c.len(), 0);
     }
 }

@@ -138,6 +138,9 @@ impl Detector {
         if self.held.is_empty() || !(caught_up || self.held.len() >= MAX_HELD_EVENTS) {
             return Ok(Vec::new());
         }
+        // Status changes made meanwhile by another process (the dashboard)
+        // decide whether a hit folds or opens a new alert.
+        self.store.refresh()?;
         let mut batch = std::mem::take(&mut self.held);
         batch.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         let late_before = self.engine.late;
