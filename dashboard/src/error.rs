@@ -29,6 +29,8 @@ pub enum DashboardError {
     Hash(String),
     #[error("background task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Alerts(#[from] scopewatch_rules::store::StoreError),
 }
 
 impl DashboardError {

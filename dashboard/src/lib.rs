@@ -6,11 +6,15 @@
 //! This crate is the foundation: users, login, sessions, CSRF, rate
 //! limiting, roles and tenant limits ([`auth`]), the audit trail
 //! ([`audit`]), API tokens, security headers, request logs and metrics
-//! ([`http`]), and the page frame ([`layout`]). Data pages go in [`pages`].
+//! ([`http`]), and the page frame ([`layout`]). Data pages go in [`pages`];
+//! the alert pages and API are in [`alerts`].
 //!
 //! Routes:
 //! - public: `GET /login`, `POST /login`, `GET /healthz`, `GET /static/style.css`
 //! - any logged-in user: `/`, `POST /logout`, `GET|POST /password`, `GET /api/me`
+//! - alerts ([`alerts`]): `GET /alerts`, `GET /alerts/{id}`,
+//!   `POST /alerts/{id}/status`, `GET /api/alerts`, `GET /api/alerts/{id}`,
+//!   `POST /api/alerts/{id}/status`
 //! - admin: `/admin`, `POST /admin/users/{name}/tokens`,
 //!   `POST /admin/users/{name}/disable`, `/admin/audit`, `/admin/audit.csv`,
 //!   `/metrics`
@@ -19,6 +23,7 @@
 //! and `/metrics` only, and need no CSRF token; cookies are not needed then.
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -33,7 +38,7 @@ pub mod users;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::{header, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -61,6 +66,10 @@ pub struct Inner {
     pub sessions: auth::Sessions,
     pub limiter: auth::LoginLimiter,
     pub audit: AuditLog,
+    /// The alert store, `<data>/alerts/alerts.jsonl`, shared with the
+    /// detector of `scopewatch ingest`: take it up with
+    /// [`alerts::fresh`] before reading, and lock it in `spawn_blocking`.
+    pub alerts: Arc<Mutex<scopewatch_rules::store::AlertStore>>,
     /// `None` when another metrics recorder owns this process.
     pub metrics: Option<PrometheusHandle>,
     /// Verified against when the username is unknown (constant-ish time).
@@ -94,6 +103,9 @@ impl AppState {
         let dir = config.state_dir();
         let (users, initial) = UserStore::open(&dir)?;
         let audit = AuditLog::open(&dir)?;
+        let alerts = scopewatch_rules::store::AlertStore::open(
+            &scopewatch_rules::stream::alerts_dir(&config.data_dir).join("alerts.jsonl"),
+        )?;
         if let Some(admin) = &initial {
             audit.record(&AuditEntry::new(
                 "-",
@@ -110,6 +122,7 @@ impl AppState {
             metrics: metrics_handle(),
             users,
             audit,
+            alerts: Arc::new(Mutex::new(alerts)),
             config,
         };
         Ok((AppState(Arc::new(inner)), initial))
@@ -132,11 +145,15 @@ impl AppState {
     }
 }
 
-/// A handler error: a missing permission (403), or a failure that is
-/// logged in full and answered with a plain 500.
+/// A handler error: a missing permission (403), something missing or not
+/// for this user's eyes (404, the same page either way), a bad form (400,
+/// with a message for the user), or a failure that is logged in full and
+/// answered with a plain 500.
 #[derive(Debug)]
 pub enum AppError {
     Forbidden,
+    NotFound,
+    BadRequest(String),
     Internal(DashboardError),
 }
 
@@ -162,6 +179,19 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             Self::Forbidden => auth::Forbidden.into_response(),
+            Self::NotFound => not_found_page(),
+            Self::BadRequest(message) => {
+                let body = html! {
+                    h1 { "Bad request" }
+                    p.error { (message) }
+                    p { "Go back, correct the form and send it again." }
+                };
+                (
+                    StatusCode::BAD_REQUEST,
+                    Html(layout::bare_page("Bad request", body).into_string()),
+                )
+                    .into_response()
+            }
             Self::Internal(e) => {
                 tracing::error!(error = %e, "request failed");
                 (
@@ -190,6 +220,11 @@ async fn css() -> Response {
 }
 
 async fn not_found() -> Response {
+    not_found_page()
+}
+
+/// The 404 page, for unknown paths and for data the user may not see.
+pub(crate) fn not_found_page() -> Response {
     let body = html! { h1 { "Not found" } p { a href="/" { "Back to the overview" } } };
     (
         StatusCode::NOT_FOUND,

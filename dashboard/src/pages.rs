@@ -14,7 +14,9 @@ use crate::AppState;
 
 /// The data pages' routes, merged into [`crate::router`].
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(overview))
+    Router::new()
+        .route("/", get(overview))
+        .merge(crate::alerts::routes())
 }
 
 /// Placeholder overview until the analytics pages arrive.

@@ -1,7 +1,8 @@
 //! The login journey in real headless Chromium, driven over WebDriver
 //! (Debian's chromium-driver) with plain HTTP + JSON: log in with the
 //! first-run password, get sent to the password page, change it, land on
-//! the overview, and take a screenshot.
+//! the overview, take a screenshot, then work an alert (list, detail,
+//! acknowledge with a comment) and screenshot its page.
 
 mod common;
 
@@ -10,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::Server;
+use common::{alert, Server};
+use scopewatch_rules::alert::{AlertStatus, Severity};
 use serde_json::{json, Value};
 
 fn which(names: &[&str]) -> Option<PathBuf> {
@@ -175,6 +177,15 @@ impl Session<'_> {
         self.cmd("POST", &format!("/element/{el}/click"), None);
     }
 
+    /// The rendered text of the element matching `css`.
+    fn text(&self, css: &str) -> String {
+        let el = self.find(css);
+        self.cmd("GET", &format!("/element/{el}/text"), None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     fn wait_for_path(&self, base: &str, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let want = format!("{base}{path}");
@@ -214,6 +225,86 @@ fn assert_non_blank_png(bytes: &[u8]) {
     );
     let distinct: std::collections::HashSet<&[u8]> = pixels.iter().copied().collect();
     assert!(distinct.len() > 20, "only {} colours", distinct.len());
+}
+
+/// Takes a screenshot, keeps it in `SCOPEWATCH_SCREENSHOT_DIR` when set,
+/// and checks it shows something.
+fn screenshot(session: &Session, tmp: &Path, name: &str) {
+    let shot = session.cmd("GET", "/screenshot", None);
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot.as_str().unwrap())
+        .unwrap();
+    let path = tmp.join(name);
+    std::fs::write(&path, &png).unwrap();
+    if let Some(keep) = std::env::var_os("SCOPEWATCH_SCREENSHOT_DIR") {
+        std::fs::copy(&path, Path::new(&keep).join(name)).unwrap();
+    }
+    assert_non_blank_png(&png);
+}
+
+/// Logged in as admin: open the alert list, open an alert, acknowledge it
+/// with a comment, and read the new status and the history on the page.
+fn alert_journey(session: &Session, server: &Server, tmp: &Path) {
+    server.raise_alerts(&[
+        alert(
+            "al-browser1",
+            "refresh_token_replay",
+            Severity::High,
+            "cardio-insight",
+            Some("north"),
+            "2026-03-02T10:00:00Z",
+        ),
+        alert(
+            "al-browser2",
+            "unapproved_scope",
+            Severity::Medium,
+            "<script>alert(1)</script>",
+            Some("south"),
+            "2026-03-01T09:00:00Z",
+        ),
+    ]);
+    session.click("header.top nav a[href='/alerts']");
+    session.wait_for_path(&server.base, "/alerts");
+    session.find("table#alerts");
+    let source = session.cmd("GET", "/source", None);
+    let source = source.as_str().unwrap();
+    assert!(source.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    // The crafted client_id ran nothing: no JavaScript dialog is open.
+    assert!(session
+        .driver
+        .try_call("GET", &format!("/session/{}/alert/text", session.id), None)
+        .is_err());
+    screenshot(session, tmp, "dashboard-alerts.png");
+
+    session.click("a.open[href='/alerts/al-browser1']");
+    session.wait_for_path(&server.base, "/alerts/al-browser1");
+    assert_eq!(
+        session.cmd("GET", "/title", None),
+        "Alert: Title of refresh_token_replay · scopewatch"
+    );
+    assert_eq!(session.text("#alert-status"), "open");
+    session.find("#no-history");
+    session.click("#status option[value='acknowledged']");
+    session.type_into("#comment", "Asked the vendor about the replayed token.");
+    session.click("#change-status");
+
+    // Back on the same page after the redirect, now with a history.
+    let row = session.find("#history tbody tr");
+    assert_eq!(
+        session.cmd("GET", &format!("/element/{row}/text"), None),
+        format!(
+            "{} admin open → acknowledged Asked the vendor about the replayed token.",
+            session.text("#history tbody tr td")
+        )
+    );
+    session.wait_for_path(&server.base, "/alerts/al-browser1");
+    assert_eq!(session.text("#alert-status"), "acknowledged");
+    screenshot(session, tmp, "dashboard-alert.png");
+
+    let stored = server.alert_store();
+    let a = stored.get("al-browser1").unwrap();
+    assert_eq!(a.status, AlertStatus::Acknowledged);
+    assert_eq!(a.history[0].by, "admin");
 }
 
 #[test]
@@ -283,16 +374,9 @@ fn login_journey_in_headless_chromium() {
     );
     assert_eq!(bg, "rgba(19, 38, 58, 1)", "the embedded CSS did not apply");
 
-    let shot = session.cmd("GET", "/screenshot", None);
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot.as_str().unwrap())
-        .unwrap();
-    let path = tmp.path().join("overview.png");
-    std::fs::write(&path, &png).unwrap();
-    if let Some(keep) = std::env::var_os("SCOPEWATCH_SCREENSHOT_DIR") {
-        std::fs::copy(&path, Path::new(&keep).join("dashboard-overview.png")).unwrap();
-    }
-    assert_non_blank_png(&png);
+    screenshot(&session, tmp.path(), "dashboard-overview.png");
+
+    alert_journey(&session, &server, tmp.path());
 
     // Log out with the button: back to the login form, session gone.
     session.click("header.top form button");
@@ -305,7 +389,7 @@ fn login_journey_in_headless_chromium() {
         .iter()
         .map(|e| e["action"].as_str().unwrap().to_string())
         .collect();
-    for want in ["login", "password_change", "logout"] {
+    for want in ["login", "password_change", "alert_status", "logout"] {
         assert!(
             actions.iter().any(|a| a == want),
             "audit lacks {want}: {actions:?}"

@@ -415,13 +415,21 @@ impl AlertStore {
             buf.push(b'\n');
         }
         let log = self.log.as_mut().expect("checked above");
-        let mut file = OpenOptions::new()
+        let path = log.path.clone();
+        let written = OpenOptions::new()
             .append(true)
-            .open(&log.path)
-            .map_err(io(&log.path, "opening"))?;
-        file.write_all(&buf)
-            .map_err(io(&log.path, "appending to"))?;
-        file.sync_data().map_err(io(&log.path, "syncing"))?;
+            .open(&path)
+            .map_err(io(&path, "opening"))
+            .and_then(|mut file| {
+                file.write_all(&buf).map_err(io(&path, "appending to"))?;
+                file.sync_data().map_err(io(&path, "syncing"))
+            });
+        if let Err(e) = written {
+            // What failed to reach the file must not live on here: read
+            // the file again whole at the next refresh.
+            log.inode = 0;
+            return Err(e);
+        }
         log.read_len += buf.len() as u64;
         log.records += pending.len();
         Ok(())

@@ -208,3 +208,69 @@ pub fn login(server: &Server, user: &str, password: &str) -> (Resp, Option<Strin
     let session = resp.cookie("sw_session").map(|v| format!("sw_session={v}"));
     (resp, session)
 }
+
+/// An open alert as the detector would raise it: `group` holds
+/// `client_id`, and `tenant` when given; first seen a minute before last.
+pub fn alert(
+    id: &str,
+    rule: &str,
+    severity: scopewatch_rules::alert::Severity,
+    client_id: &str,
+    tenant: Option<&str>,
+    last_seen: &str,
+) -> scopewatch_rules::alert::Alert {
+    use scopewatch_model::events::Timestamp;
+    let last = Timestamp::parse_rfc3339(last_seen).expect("an RFC 3339 time");
+    let mut group = std::collections::BTreeMap::new();
+    group.insert("client_id".to_string(), client_id.to_string());
+    if let Some(t) = tenant {
+        group.insert("tenant".to_string(), t.to_string());
+    }
+    scopewatch_rules::alert::Alert {
+        id: id.into(),
+        rule: rule.into(),
+        title: format!("Title of {rule}"),
+        severity,
+        group,
+        first_seen: Timestamp(last.0 - 60_000_000),
+        last_seen: last,
+        count: 3,
+        evidence: vec![format!("{id}-e1"), format!("{id}-e2"), format!("{id}-e3")],
+        detail: format!("3 events of {client_id} within 60 s (threshold 2)"),
+        status: scopewatch_rules::alert::AlertStatus::Open,
+        history: vec![],
+    }
+}
+
+impl Server {
+    /// Appends raise records to `<data>/alerts/alerts.jsonl`, as another
+    /// process (the detector) would: the dashboard must take them up.
+    pub fn raise_alerts(&self, alerts: &[scopewatch_rules::alert::Alert]) {
+        use std::io::Write;
+        let path = self.data.join("alerts/alerts.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("the dashboard created the alert store");
+        for a in alerts {
+            let line = serde_json::json!({ "op": "raise", "alert": a });
+            writeln!(f, "{line}").unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+
+    /// The alert store as a fresh reader sees it.
+    pub fn alert_store(&self) -> scopewatch_rules::store::AlertStore {
+        scopewatch_rules::store::AlertStore::open(&self.data.join("alerts/alerts.jsonl")).unwrap()
+    }
+}
+
+/// A POST with a JSON body and extra headers (`Authorization`, `Cookie`,
+/// `X-CSRF-Token`, ...).
+pub fn post_json(url: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> Resp {
+    let mut req = agent().post(url).header("Content-Type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    collect(req.send(body.to_string()).unwrap())
+}
