@@ -60,6 +60,9 @@ pub enum Command {
     /// The alerts streaming detection raised: list them, change their status
     #[command(subcommand)]
     Alerts(crate::rules::AlertsCommand),
+    /// Everything in one process: ingest with streaming rules and alert
+    /// delivery, and the dashboard; without --config, on the bundled samples
+    Run(crate::run::RunArgs),
     /// The web dashboard (login required): `scopewatch serve [--listen ADDR]`
     Serve(crate::serve::ServeArgs),
     /// Dashboard users: add, reset, disable, list

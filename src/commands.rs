@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => crate::report::run(&config, args),
         Command::Rules(command) => crate::rules::run_rules(&config, command),
         Command::Alerts(command) => crate::rules::run_alerts(&config, command),
+        Command::Run(args) => crate::run::run(&config, args),
         Command::Serve(args) => crate::serve::run_serve(&config, args),
         Command::User(command) => crate::serve::run_user(&config, command),
     }
@@ -78,8 +79,13 @@ fn generate(args: crate::cli::GenerateArgs) -> Result<ExitCode> {
 
 /// The validated config (defaults when no file is given), with `--data` on top.
 fn load_config(cli: &Cli) -> Result<Config> {
+    let samples = std::path::Path::new(crate::run::SAMPLES_CONFIG);
     let mut config = match &cli.global.config {
         Some(path) => Config::load(path)?,
+        // `run` with no config runs on the bundled samples.
+        None if matches!(cli.command, Command::Run(_)) && samples.exists() => {
+            Config::load(samples)?
+        }
         None => Config::default(),
     };
     if let Some(data) = &cli.global.data {

@@ -6,6 +6,7 @@ mod commands;
 mod ingest;
 mod report;
 mod rules;
+mod run;
 mod serve;
 mod sql;
 

@@ -80,6 +80,16 @@ fn print_initial_admin(admin: &InitialAdmin) {
 
 pub fn run_serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     crate::ingest::init_logging();
+    let dashboard = start(config, &args)?;
+    dashboard
+        .join()
+        .map_err(|_| anyhow::anyhow!("the dashboard thread panicked"))??;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the dashboard's state (printing the first-run admin credential),
+/// binds `args.listen` and serves on a thread until SIGINT or SIGTERM.
+pub fn start(config: &Config, args: &ServeArgs) -> Result<std::thread::JoinHandle<Result<()>>> {
     let mut dash = DashboardConfig::new(&config.data_dir);
     dash.secure_cookies = match args.secure_cookies {
         SecureCookiesArg::Auto => SecureCookies::Auto,
@@ -100,8 +110,14 @@ pub fn run_serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let addr = listener.local_addr()?;
     let stop = crate::ingest::stop_flag()?;
     tracing::info!(%addr, data = %config.data_dir.display(), "dashboard on http://{addr}/ ; SIGINT or SIGTERM stops");
-    scopewatch_dashboard::serve_blocking(listener, state, stop).context("serving the dashboard")?;
-    Ok(ExitCode::SUCCESS)
+    eprintln!("scopewatch: dashboard on http://{addr}/");
+    Ok(std::thread::Builder::new()
+        .name("dashboard".into())
+        .spawn(move || {
+            scopewatch_dashboard::serve_blocking(listener, state, stop)
+                .context("serving the dashboard")
+        })
+        .context("starting the dashboard thread")?)
 }
 
 pub fn run_user(config: &Config, command: UserCommand) -> Result<ExitCode> {
