@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use arrow_array::RecordBatch;
 use clap::{Args, Subcommand, ValueEnum};
+use scopewatch_ingest::generate::Incident;
 use scopewatch_ingest::replay;
 use scopewatch_model::config::Config;
 use scopewatch_model::events::{AccessEvent, AuthEvent, Timestamp};
@@ -246,20 +247,6 @@ fn print_alert_table(alerts: &[&Alert]) {
     println!("{table}");
 }
 
-/// An incident of `ground-truth.json`, as far as scoring needs it.
-#[derive(Debug, serde::Deserialize)]
-struct Incident {
-    kind: String,
-    tenant: String,
-    client_id: String,
-    token_ids: Vec<String>,
-    first_ts: String,
-    last_ts: String,
-    /// Injected events; 0 for incidents of the ecosystem's configuration
-    /// (an unapproved scope, a revoked app) that span the whole period.
-    events: u64,
-}
-
 #[derive(Debug, serde::Deserialize)]
 struct Truth {
     incidents: Vec<Incident>,
@@ -381,7 +368,7 @@ fn score(rules: &Rules, alerts: &[&Alert], truth_path: &Path, days: usize) -> Re
             s.incidents += 1;
             s.found += usize::from(found);
         }
-        if TOKEN_KINDS.contains(&inc.kind.as_str()) {
+        if TOKEN_KINDS.contains(&inc.kind.as_ref()) {
             token_incidents += 1;
             token_found += usize::from(found);
         }
@@ -539,9 +526,10 @@ pub fn catch_up(
             })
             .collect();
         n += events.len();
-        detector.offer(events, false, notify)?;
+        // Days come in order and each is sorted: judge it at once rather
+        // than hold the whole backlog.
+        detector.offer(events, true, notify)?;
     }
-    detector.offer(Vec::new(), true, notify)?;
     Ok(n)
 }
 

@@ -8,9 +8,8 @@ use std::process::Command;
 
 use scopewatch_analytics::{EngineLimits, Lake};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_scopewatch"))
-}
+mod common;
+use common::bin;
 
 fn run_json(cmd: &mut Command) -> serde_json::Value {
     let out = cmd.output().expect("scopewatch runs");

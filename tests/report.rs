@@ -12,26 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{bin, ingest, repo, samples_config};
+
 const FROM: &str = "2026-11-07";
 const TO: &str = "2026-11-20";
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scopewatch"));
-    cmd.env_remove("SCOPEWATCH_CONFIG")
-        .env_remove("SCOPEWATCH_DATA")
-        .env_remove("SCOPEWATCH_PSEUDONYM_KEY");
-    cmd
-}
-
-fn repo() -> PathBuf {
-    // Read at run time: a test binary reused from the shared target
-    // directory must find the checkout it is run from.
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test"))
-}
-
-fn samples_config() -> PathBuf {
-    repo().join("sample-logs/scopewatch.toml")
-}
 
 fn ground_truth() -> Value {
     let text = std::fs::read_to_string(repo().join("sample-logs/ground-truth.json")).unwrap();
@@ -40,22 +25,6 @@ fn ground_truth() -> Value {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Ingests `config`'s sources into `data`.
-fn ingest(config: &Path, data: &Path) {
-    let out = bin()
-        .args(["--config", config.to_str().unwrap()])
-        .args([
-            "--data",
-            data.to_str().unwrap(),
-            "ingest",
-            "--once",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ingest failed: {}", stderr(&out));
 }
 
 /// A temp dir with the bundled samples ingested into `<dir>/data`.

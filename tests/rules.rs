@@ -4,40 +4,22 @@
 //! reach a real SMTP server on loopback within seconds, once, across a
 //! SIGKILL and restart.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
-use common::{append, bin, sigterm};
+use common::{append, bin, ingest, repo, run_ok, samples_config, sigterm};
 
 #[path = "../rules/tests/support/smtp.rs"]
 mod smtp;
-
-fn root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn samples_config() -> PathBuf {
-    root().join("sample-logs/scopewatch.toml")
 }
 
 /// The alerts' identity and content, for comparing two runs.
@@ -78,7 +60,7 @@ fn backtest(data: &Path) -> Vec<Value> {
             "--format",
             "json",
             "--truth",
-            root()
+            repo()
                 .join("sample-logs/ground-truth.json")
                 .to_str()
                 .unwrap(),
@@ -90,15 +72,7 @@ fn backtest(data: &Path) -> Vec<Value> {
 fn backtest_finds_every_injected_incident_without_false_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    run_ok(bin().args([
-        "--config",
-        samples_config().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "ingest",
-        "--once",
-        "--quiet",
-    ]));
+    ingest(&samples_config(), &data);
     let out = backtest(&data);
     let summary = &out.last().unwrap()["summary"];
     let scores = &summary["scores"];
@@ -106,7 +80,7 @@ fn backtest_finds_every_injected_incident_without_false_alerts() {
     assert_eq!(scores["missed"], serde_json::json!([]), "{scores:#}");
     assert_eq!(scores["false_alerts"], 0, "{scores:#}");
     let truth: Value = serde_json::from_slice(
-        &std::fs::read(root().join("sample-logs/ground-truth.json")).unwrap(),
+        &std::fs::read(repo().join("sample-logs/ground-truth.json")).unwrap(),
     )
     .unwrap();
     let kinds = truth["incidents"].as_array().unwrap().len();

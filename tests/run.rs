@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{bin, sigterm};
+use common::{bin, repo, sigterm};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -40,8 +40,7 @@ fn get(port: u16, path: &str) -> Option<String> {
 #[test]
 fn run_without_a_config_serves_the_samples_and_their_alerts() {
     let dir = tempfile::tempdir().unwrap();
-    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    copy_dir(&root.join("sample-logs"), &dir.path().join("sample-logs"));
+    copy_dir(&repo().join("sample-logs"), &dir.path().join("sample-logs"));
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

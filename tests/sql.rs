@@ -5,47 +5,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use scopewatch_analytics::{EngineLimits, Lake};
 use serde_json::Value;
 
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scopewatch"));
-    cmd.env_remove("SCOPEWATCH_CONFIG")
-        .env_remove("SCOPEWATCH_DATA")
-        .env_remove("SCOPEWATCH_PSEUDONYM_KEY");
-    cmd
-}
-
-fn samples_config() -> PathBuf {
-    // Read at run time: a test binary reused from the shared target
-    // directory must find the checkout it is run from.
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test");
-    Path::new(&manifest).join("sample-logs/scopewatch.toml")
-}
-
-/// Ingests the bundled samples into `data`; returns the ingest summary.
-fn ingest_samples(data: &Path) -> Value {
-    let out = bin()
-        .args(["--config", samples_config().to_str().unwrap()])
-        .args([
-            "--data",
-            data.to_str().unwrap(),
-            "ingest",
-            "--once",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ingest failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
+mod common;
+use common::{bin, ingest, samples_config};
 
 /// `scopewatch --data DATA sql ARGS...`, with `stdin` piped in (or empty).
 fn sql(data: &Path, args: &[&str], stdin: &str) -> Output {
@@ -103,7 +69,7 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, u64> {
 fn counts_agree_with_the_ingest_summary() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let summary = ingest_samples(&data);
+    let summary = ingest(&samples_config(), &data);
     let access = summary["events"]["access"].as_u64().unwrap();
     let auth = summary["events"]["auth"].as_u64().unwrap();
     assert!(access > 1000 && auth > 100, "{summary}");
@@ -133,7 +99,7 @@ fn counts_agree_with_the_ingest_summary() {
 fn json_rows_keep_column_order_rfc3339_times_and_lists() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    ingest_samples(&data);
+    ingest(&samples_config(), &data);
     let out = sql(
         &data,
         &[
@@ -203,7 +169,7 @@ fn csv_has_a_header_and_quotes_commas_and_quotes() {
 fn queries_and_meta_commands_come_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let summary = ingest_samples(&data);
+    let summary = ingest(&samples_config(), &data);
     let out = sql(
         &data,
         &[],
@@ -240,7 +206,7 @@ fn queries_and_meta_commands_come_from_stdin() {
 fn table_output_is_cut_at_max_rows_with_a_note() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    ingest_samples(&data);
+    ingest(&samples_config(), &data);
     let out = sql(
         &data,
         &[
@@ -277,7 +243,7 @@ fn table_output_is_cut_at_max_rows_with_a_note() {
 fn statements_that_write_are_refused_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    ingest_samples(&data);
+    ingest(&samples_config(), &data);
     let before = files(dir.path());
     let target = dir.path().join("x.csv");
     let t = target.to_str().unwrap();
@@ -416,7 +382,7 @@ fn a_lake_restricted_to_itself_still_refreshes_its_views() {
     let lake = Lake::open(&data, &EngineLimits::default()).unwrap();
     lake.restrict_to_lake().unwrap();
     assert_eq!(lake.row_count("access").unwrap(), 0);
-    let summary = ingest_samples(&data);
+    let summary = ingest(&samples_config(), &data);
     // The views were empty ones; re-created, they read the new files.
     lake.refresh_views().unwrap();
     assert_eq!(

@@ -32,7 +32,7 @@ use crate::store::{AlertStore, StoreError};
 pub type Notifier = Box<dyn FnMut(&Alert, &Rule) -> Result<(), String> + Send>;
 
 /// Events held while ingest catches up, at most (then judged anyway).
-pub const MAX_HELD_EVENTS: usize = 2_000_000;
+pub const MAX_HELD_EVENTS: usize = 500_000;
 
 /// `<data>/alerts`.
 pub fn alerts_dir(data_dir: &Path) -> PathBuf {

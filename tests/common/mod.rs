@@ -11,8 +11,46 @@ pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_scopewatch"));
     c.env_remove("SCOPEWATCH_CONFIG")
         .env_remove("SCOPEWATCH_DATA")
+        .env_remove("SCOPEWATCH_PSEUDONYM_KEY")
         .env("SCOPEWATCH_LOG", "warn");
     c
+}
+
+/// The checkout the tests run from (read at run time: a test binary reused
+/// from the shared target directory must find its own checkout).
+pub fn repo() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test"))
+}
+
+/// The bundled samples' config.
+pub fn samples_config() -> PathBuf {
+    repo().join("sample-logs/scopewatch.toml")
+}
+
+/// Runs `cmd`, fails the test with its stderr unless it succeeds, and
+/// returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Backfills `config`'s sources into `data`; returns the ingest summary.
+pub fn ingest(config: &Path, data: &Path) -> serde_json::Value {
+    let stdout = run_ok(bin().args([
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "ingest",
+        "--once",
+        "--quiet",
+    ]));
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
 /// Appends `lines` to `path` in one write, as a logger would.

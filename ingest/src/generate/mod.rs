@@ -227,17 +227,24 @@ struct Cell {
     last_seen: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct Incident {
-    kind: &'static str,
-    tenant: String,
-    client_id: String,
+/// An injected incident, as `ground-truth.json` lists it (what rules are
+/// scored against).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Incident {
+    /// e.g. `refresh_token_replay`, `request_spike`.
+    pub kind: std::borrow::Cow<'static, str>,
+    /// Empty when the incident is about the app in every tenant.
+    pub tenant: String,
+    pub client_id: String,
     /// Token ids as the lake holds them (`jti:<jti>`).
-    token_ids: Vec<String>,
-    first_ts: String,
-    last_ts: String,
-    events: u64,
-    detail: String,
+    pub token_ids: Vec<String>,
+    /// RFC 3339.
+    pub first_ts: String,
+    pub last_ts: String,
+    /// Injected events; 0 for incidents of the ecosystem's configuration
+    /// (an unapproved scope, a revoked app) that span the whole period.
+    pub events: u64,
+    pub detail: String,
 }
 
 /// Where each kind of record is written.
@@ -1036,7 +1043,7 @@ impl Sim<'_> {
         detail: String,
     ) {
         self.incidents.push(Incident {
-            kind,
+            kind: kind.into(),
             tenant: self.tenants[tenant].clone(),
             client_id: self.apps[app].client_id.clone(),
             token_ids: tokens.iter().map(|t| format!("jti:{}", t.jti)).collect(),
@@ -1107,7 +1114,7 @@ impl Sim<'_> {
             let scopes = tok.scopes.clone();
             self.cell(patient_app, tenant0).granted.extend(scopes);
             self.incidents.push(Incident {
-                kind: "refresh_token_replay",
+                kind: "refresh_token_replay".into(),
                 tenant: self.tenants[tenant0].clone(),
                 client_id: self.apps[patient_app].client_id.clone(),
                 token_ids: vec![format!("jti:{r1}")],
@@ -1153,7 +1160,7 @@ impl Sim<'_> {
             let scopes = tok.scopes.clone();
             self.cell(patient_app, tenant0).granted.extend(scopes);
             self.incidents.push(Incident {
-                kind: "refresh_token_replay",
+                kind: "refresh_token_replay".into(),
                 tenant: tn,
                 client_id: cid,
                 token_ids: vec![format!("jti:{r1}")],
@@ -1472,7 +1479,7 @@ impl Sim<'_> {
                 .is_some_and(|c| c.granted.contains(scope))
             {
                 self.incidents.push(Incident {
-                    kind: "unapproved_scope_granted",
+                    kind: "unapproved_scope_granted".into(),
                     tenant: self.tenants[t].clone(),
                     client_id: app.client_id.clone(),
                     token_ids: Vec::new(),
@@ -1519,7 +1526,7 @@ impl Sim<'_> {
                     * 1000;
                 let last = self.period_end_ms();
                 self.incidents.push(Incident {
-                    kind: "new_scope_requested",
+                    kind: "new_scope_requested".into(),
                     tenant: String::new(),
                     client_id: a.client_id.clone(),
                     token_ids: Vec::new(),
@@ -1543,7 +1550,7 @@ impl Sim<'_> {
                     .unix_timestamp()
                     * 1000;
                 self.incidents.push(Incident {
-                    kind: "revoked_app_calls",
+                    kind: "revoked_app_calls".into(),
                     tenant: self.tenants[t].clone(),
                     client_id: a.client_id.clone(),
                     token_ids: Vec::new(),

@@ -301,6 +301,15 @@ enum SendError {
 }
 
 impl Outbox {
+    /// `digest/<destination>/<period start>/`: a digest's pending entries.
+    fn digest_period_dir(&self, dest: &str, start: u64) -> PathBuf {
+        self.inner
+            .dir
+            .join("digest")
+            .join(dest)
+            .join(start.to_string())
+    }
+
     /// Opens (creating it if needed) the outbox in `dir` and loads what a
     /// previous run left: waiting messages keep their retry schedule.
     pub fn open(dir: &Path, delivery: Delivery) -> Result<Outbox, DeliverError> {
@@ -491,12 +500,7 @@ impl Outbox {
             if let Some(d) = digest {
                 let now_secs = unix_ms(now) / 1000;
                 let start = now_secs - now_secs % d.interval_secs;
-                let period_dir = self
-                    .inner
-                    .dir
-                    .join("digest")
-                    .join(&dest)
-                    .join(start.to_string());
+                let period_dir = self.digest_period_dir(&dest, start);
                 ensure_dir(&period_dir)?;
                 bytes = serde_json::to_vec_pretty(&notice).expect("an alert notice serializes");
                 write_atomic(&period_dir, &format!("{nid}.json"), &bytes)?;
@@ -594,12 +598,7 @@ impl Outbox {
                     st.sent_ids.insert(c.clone());
                 }
             }
-            let period_dir = self
-                .inner
-                .dir
-                .join("digest")
-                .join(&dest)
-                .join(start.to_string());
+            let period_dir = self.digest_period_dir(&dest, start);
             for nid in &covers {
                 let _ = fs::remove_file(period_dir.join(format!("{nid}.json")));
             }
