@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use scopewatch_analytics::matrix::MatrixQuery;
-use scopewatch_analytics::report::{self, Report, ReportHeader};
+use scopewatch_analytics::report::{self, ReportContext};
 use scopewatch_analytics::{EngineLimits, Lake};
 use scopewatch_model::config::Config;
 use scopewatch_model::registry::{Registry, RegistryError};
@@ -211,25 +211,23 @@ pub fn run(config: &Config, args: ReportArgs) -> Result<ExitCode> {
         stale_after_days,
     };
     bar.set_message(format!("computing the scope matrix ({from} to {to})"));
-    let matrix = lake.scope_matrix(&registry, &query)?;
-    bar.set_message("reading sources and daily calls");
-    let mut sources = lake.sources_seen(&query)?;
-    for s in &mut sources {
-        s.format = config
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let ctx = ReportContext {
+        registry_path: registry_path.display().to_string(),
+        sources: config
             .sources
             .iter()
-            .find(|c| c.name == s.source)
-            .map(|c| c.format.clone());
-    }
-    let seen: BTreeSet<&str> = sources.iter().map(|s| s.source.as_str()).collect();
-    let sources_without_events: Vec<String> = config
-        .sources
-        .iter()
-        .filter(|c| !seen.contains(c.name.as_str()))
-        .map(|c| c.name.clone())
-        .collect();
-    let daily = lake.daily_calls(&query)?;
-    if sources.is_empty() {
+            .map(|s| (s.name.clone(), s.format.clone()))
+            .collect(),
+        observation_window_days: config.observation_window_days,
+        generated_at: now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    };
+    let report = lake.report(&registry, &ctx, &query)?;
+    if report.header.sources.is_empty() {
         bar.suspend(|| {
             eprintln!(
                 "scopewatch: note: no event between {from} and {to}{}: the report shows the registry's apps only",
@@ -240,27 +238,6 @@ pub fn run(config: &Config, args: ReportArgs) -> Result<ExitCode> {
             )
         });
     }
-
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc());
-    let header = ReportHeader {
-        from: from.to_string(),
-        to: to.to_string(),
-        days: ((to - from).whole_days() + 1) as u32,
-        tenant: args.tenant.clone(),
-        app: args.app.clone(),
-        generated_at: now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
-        generator: format!("scopewatch {}", env!("CARGO_PKG_VERSION")),
-        registry: registry_path.display().to_string(),
-        stale_after_days,
-        observation_window_days: config.observation_window_days,
-        sources,
-        sources_without_events,
-    };
-    let report = Report::new(header, &registry, daily, matrix);
 
     bar.set_message(format!("writing {}", format.as_str()));
     let bytes = match format {

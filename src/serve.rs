@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use scopewatch_dashboard::{
-    AppState, DashboardConfig, InitialAdmin, NewUser, Role, SecureCookies, UserStore,
+    AnalysisSettings, AppState, DashboardConfig, InitialAdmin, NewUser, Role, SecureCookies,
+    UserStore,
 };
 use scopewatch_model::config::Config;
 
@@ -101,6 +102,19 @@ pub fn start(config: &Config, args: &ServeArgs) -> Result<std::thread::JoinHandl
         std::time::Duration::from_secs(args.idle_timeout_minutes.saturating_mul(60));
     dash.absolute_timeout =
         std::time::Duration::from_secs(args.absolute_timeout_hours.saturating_mul(3600));
+    dash.analysis = AnalysisSettings {
+        registry: config.registry.clone(),
+        sources: config
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.format.clone()))
+            .collect(),
+        observation_window_days: config.observation_window_days,
+        stale_after_days: config.stale_after_days,
+        memory_limit_mib: config.analysis_limits.memory_limit_mib,
+        threads: config.analysis_limits.threads,
+        ..AnalysisSettings::default()
+    };
     let (state, initial) = AppState::open(dash).context("opening the dashboard's state")?;
     if let Some(admin) = &initial {
         print_initial_admin(admin);

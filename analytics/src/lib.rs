@@ -4,6 +4,7 @@
 //! user input bind it as parameters; only the operator's own data path is
 //! written into SQL, quoted.
 
+pub mod activity;
 pub mod matrix;
 pub mod report;
 

@@ -362,6 +362,66 @@ impl Report {
     }
 }
 
+/// What a report needs besides the lake and the window: where its
+/// approvals come from and which sources the deployment configured.
+#[derive(Debug, Clone)]
+pub struct ReportContext {
+    /// The registry file, named in the report's method section.
+    pub registry_path: String,
+    /// Configured sources as (name, format): formats are named in the
+    /// report, and sources that delivered nothing are listed.
+    pub sources: Vec<(String, String)>,
+    /// `analysis.observation_window_days`.
+    pub observation_window_days: u32,
+    /// When the report is made (RFC 3339, UTC).
+    pub generated_at: String,
+}
+
+impl Lake {
+    /// The whole report over `q`'s window: matrix, sources, daily calls
+    /// and header. `scopewatch report` and the dashboard both make their
+    /// reports here.
+    pub fn report(
+        &self,
+        registry: &Registry,
+        ctx: &ReportContext,
+        q: &MatrixQuery,
+    ) -> Result<Report, AnalyticsError> {
+        let matrix = self.scope_matrix(registry, q)?;
+        let mut sources = self.sources_seen(q)?;
+        for s in &mut sources {
+            s.format = ctx
+                .sources
+                .iter()
+                .find(|(name, _)| *name == s.source)
+                .map(|(_, format)| format.clone());
+        }
+        let seen: BTreeSet<&str> = sources.iter().map(|s| s.source.as_str()).collect();
+        let sources_without_events = ctx
+            .sources
+            .iter()
+            .filter(|(name, _)| !seen.contains(name.as_str()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let daily = self.daily_calls(q)?;
+        let header = ReportHeader {
+            from: q.from.to_string(),
+            to: q.to.to_string(),
+            days: ((q.to - q.from).whole_days() + 1).max(0) as u32,
+            tenant: q.tenant.clone(),
+            app: q.app.clone(),
+            generated_at: ctx.generated_at.clone(),
+            generator: format!("scopewatch {}", env!("CARGO_PKG_VERSION")),
+            registry: ctx.registry_path.clone(),
+            stale_after_days: q.stale_after_days,
+            observation_window_days: ctx.observation_window_days,
+            sources,
+            sources_without_events,
+        };
+        Ok(Report::new(header, registry, daily, matrix))
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Facts from the lake
 // ---------------------------------------------------------------------------
@@ -470,7 +530,7 @@ impl Lake {
 }
 
 /// The date `day` days after 1970-01-01.
-fn epoch_day(day: i64) -> Date {
+pub(crate) fn epoch_day(day: i64) -> Date {
     const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
     i32::try_from(UNIX_EPOCH_JULIAN_DAY + day)
         .ok()
@@ -659,7 +719,7 @@ pub fn class_name(c: ScopeClass) -> &'static str {
     }
 }
 
-fn class_label(c: ScopeClass) -> &'static str {
+pub fn class_label(c: ScopeClass) -> &'static str {
     match c {
         ScopeClass::Unapproved => "unapproved",
         ScopeClass::Denied => "denied",
@@ -670,7 +730,7 @@ fn class_label(c: ScopeClass) -> &'static str {
     }
 }
 
-fn class_meaning(c: ScopeClass) -> &'static str {
+pub fn class_meaning(c: ScopeClass) -> &'static str {
     match c {
         ScopeClass::Unapproved => {
             "requested or granted, but the registry does not approve it. Act: revoke the grant or record an approval."
@@ -911,6 +971,28 @@ pub fn creep_svg(apps: &[AppTenant]) -> Result<String, ReportError> {
 
 /// Lines: allowed FHIR calls per day for the busiest apps (the rest summed).
 pub fn daily_calls_svg(daily: &[DailyCalls], from: Date, to: Date) -> Result<String, ReportError> {
+    let per_day = daily
+        .iter()
+        .map(|d| (d.client_id.as_str(), d.date.as_str(), d.allowed));
+    lines_per_day_svg(
+        per_day,
+        from,
+        to,
+        "allowed FHIR calls",
+        "no FHIR calls in the window",
+    )
+}
+
+/// Lines per day: one per series name (the busiest six, the rest summed
+/// into one), from `(series, YYYY-MM-DD, value)` rows; days outside
+/// `from..=to` are ignored.
+pub fn lines_per_day_svg<'a>(
+    rows: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+    from: Date,
+    to: Date,
+    y_desc: &str,
+    empty: &str,
+) -> Result<String, ReportError> {
     const NAME: &str = "calls per day";
     const MAX_LINES: usize = 7;
     let days = ((to - from).whole_days().max(0) + 1) as usize;
@@ -921,9 +1003,9 @@ pub fn daily_calls_svg(daily: &[DailyCalls], from: Date, to: Date) -> Result<Str
         (0..days as i64).contains(&i).then_some(i as usize)
     };
     let mut by_app: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for d in daily {
-        if let Some(i) = day_index(&d.date) {
-            by_app.entry(&d.client_id).or_insert_with(|| vec![0; days])[i] += d.allowed;
+    for (series, date, value) in rows {
+        if let Some(i) = day_index(date) {
+            by_app.entry(series).or_insert_with(|| vec![0; days])[i] += value;
         }
     }
     let mut ranked: Vec<(&str, Vec<u64>)> = by_app.into_iter().collect();
@@ -975,7 +1057,7 @@ pub fn daily_calls_svg(daily: &[DailyCalls], from: Date, to: Date) -> Result<Str
                     .unwrap_or_default()
             })
             .x_desc("day (UTC, month-day)")
-            .y_desc("allowed FHIR calls")
+            .y_desc(y_desc)
             .label_style(label_style(13))
             .axis_desc_style(label_style(13))
             .light_line_style(TRANSPARENT)
@@ -1003,12 +1085,8 @@ pub fn daily_calls_svg(daily: &[DailyCalls], from: Date, to: Date) -> Result<Str
                 .map_err(chart_err(NAME))?;
         }
         if lines.is_empty() {
-            area.draw(&Text::new(
-                "no FHIR calls in the window",
-                (220, 170),
-                label_style(16),
-            ))
-            .map_err(chart_err(NAME))?;
+            area.draw(&Text::new(empty, (220, 170), label_style(16)))
+                .map_err(chart_err(NAME))?;
         }
         for (k, (name, _)) in lines.iter().enumerate() {
             let color = if k == MAX_LINES - 1 {

@@ -1,4 +1,4 @@
-//! The JSON API's first endpoint and the metrics endpoint.
+//! `/api/me`, the OpenAPI document and the metrics endpoint.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -19,6 +19,15 @@ pub async fn me(user: CurrentUser) -> Json<serde_json::Value> {
         "owned_apps": user.owned_apps(),
         "auth": user.method,
     }))
+}
+
+/// The OpenAPI document of the JSON API, embedded in the binary.
+pub const OPENAPI: &str = include_str!("../assets/openapi.json");
+
+/// `GET /api/openapi.json`: the API's OpenAPI 3.1 document (any logged-in
+/// user or token: it describes the routes, not data).
+pub async fn openapi(_user: CurrentUser) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// `GET /metrics`: Prometheus text. Admin only (session or an admin's API

@@ -60,6 +60,43 @@ pub struct DashboardConfig {
     /// `login_window` before further attempts get 429.
     pub login_max_failures: u32,
     pub login_window: Duration,
+    /// What the data pages compute over.
+    pub analysis: AnalysisSettings,
+}
+
+/// What the data pages (overview, apps, tenants, reports, recertification)
+/// are computed from: the lake under `data_dir`, the registry, and the
+/// deployment's analysis settings.
+#[derive(Debug, Clone)]
+pub struct AnalysisSettings {
+    /// The app registry TOML; `None`: every app shows as unregistered.
+    pub registry: Option<PathBuf>,
+    /// Configured sources as (name, format), for the reports' method section.
+    pub sources: Vec<(String, String)>,
+    /// The pages' default window: this many days up to today.
+    pub observation_window_days: u32,
+    /// No call and no grant for this many days: stale.
+    pub stale_after_days: u32,
+    /// DuckDB's memory limit (MiB) and threads for the dashboard's queries.
+    pub memory_limit_mib: u32,
+    pub threads: u16,
+    /// The pages show figures at most this old; a newer lake is read in
+    /// the background while the previous figures are served.
+    pub refresh_after: Duration,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        Self {
+            registry: None,
+            sources: Vec::new(),
+            observation_window_days: 90,
+            stale_after_days: 90,
+            memory_limit_mib: 1024,
+            threads: 2,
+            refresh_after: Duration::from_secs(15),
+        }
+    }
 }
 
 impl DashboardConfig {
@@ -71,6 +108,7 @@ impl DashboardConfig {
             absolute_timeout: Duration::from_secs(12 * 3600),
             login_max_failures: 5,
             login_window: Duration::from_secs(5 * 60),
+            analysis: AnalysisSettings::default(),
         }
     }
 
@@ -84,6 +122,16 @@ impl DashboardConfig {
         }
         if self.login_max_failures == 0 || self.login_window.is_zero() {
             return bad("login_max_failures and login_window must be positive");
+        }
+        let a = &self.analysis;
+        if a.observation_window_days == 0 || a.observation_window_days > 3660 {
+            return bad("observation_window_days must be 1 to 3660");
+        }
+        if a.stale_after_days == 0 || a.stale_after_days > 3660 {
+            return bad("stale_after_days must be 1 to 3660");
+        }
+        if a.memory_limit_mib < 64 || a.threads == 0 {
+            return bad("the dashboard's DuckDB needs memory_limit_mib >= 64 and threads >= 1");
         }
         Ok(())
     }

@@ -31,6 +31,8 @@ pub enum DashboardError {
     Task(String),
     #[error(transparent)]
     Alerts(#[from] scopewatch_rules::store::StoreError),
+    #[error(transparent)]
+    Analytics(#[from] scopewatch_analytics::AnalyticsError),
 }
 
 impl DashboardError {

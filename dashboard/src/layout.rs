@@ -8,6 +8,10 @@ use crate::auth::{CurrentUser, Permission};
 /// The stylesheet, embedded in the binary and served at [`CSS_PATH`].
 pub const CSS: &str = include_str!("../assets/style.css");
 pub const CSS_PATH: &str = "/static/style.css";
+/// The one script: progressive enhancement only (copy buttons); every page
+/// works without it. Served from our origin, as the CSP requires.
+pub const JS: &str = include_str!("../assets/app.js");
+pub const JS_PATH: &str = "/static/app.js";
 
 /// Nav entries: (label, href, permission needed to see the link).
 const NAV: &[(&str, &str, Permission)] = &[
@@ -32,6 +36,7 @@ fn head(title: &str) -> Markup {
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · scopewatch" }
             link rel="stylesheet" href=(CSS_PATH);
+            script src=(JS_PATH) defer {}
         }
     }
 }
@@ -86,4 +91,46 @@ pub fn bare_page(title: &str, body: Markup) -> Markup {
             }
         }
     }
+}
+
+/// A path segment with everything but unreserved characters
+/// percent-encoded: links built from log values (client ids, tenants)
+/// must not break or turn into other paths.
+pub fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A query-string value, percent-encoded like [`seg`].
+pub fn qv(s: &str) -> String {
+    seg(s)
+}
+
+/// `12 345`: thousands apart, for tables.
+pub fn num(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('\u{202f}');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `2026-11-20 13:04:05` from an RFC 3339 time (UTC), for tables; the API
+/// keeps RFC 3339.
+pub fn when_str(t: &str) -> String {
+    let t = t.trim_end_matches('Z');
+    let t = t.split('.').next().unwrap_or(t);
+    let t = t.split('+').next().unwrap_or(t);
+    t.replacen('T', " ", 1)
 }

@@ -10,7 +10,8 @@
 //! the alert pages and API are in [`alerts`].
 //!
 //! Routes:
-//! - public: `GET /login`, `POST /login`, `GET /healthz`, `GET /static/style.css`
+//! - public: `GET /login`, `POST /login`, `GET /healthz`, `GET /static/style.css`,
+//!   `GET /static/app.js`
 //! - any logged-in user: `/`, `POST /logout`, `GET|POST /password`, `GET /api/me`
 //! - alerts ([`alerts`]): `GET /alerts`, `GET /alerts/{id}`,
 //!   `POST /alerts/{id}/status`, `GET /api/alerts`, `GET /api/alerts/{id}`,
@@ -30,9 +31,13 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod incidents;
+pub mod insights;
 pub mod layout;
 pub mod login;
 pub mod pages;
+pub mod recert;
+pub mod reports;
 pub mod users;
 
 use std::future::Future;
@@ -50,7 +55,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub use crate::audit::{AuditEntry, AuditLog, Outcome};
 pub use crate::auth::{CurrentUser, Permission};
-pub use crate::config::{DashboardConfig, SecureCookies};
+pub use crate::config::{AnalysisSettings, DashboardConfig, SecureCookies};
 pub use crate::error::DashboardError;
 pub use crate::layout::page;
 pub use crate::users::{InitialAdmin, NewUser, Role, User, UserStore};
@@ -70,6 +75,8 @@ pub struct Inner {
     /// detector of `scopewatch ingest`: take it up with
     /// [`alerts::fresh`] before reading, and lock it in `spawn_blocking`.
     pub alerts: Arc<Mutex<scopewatch_rules::store::AlertStore>>,
+    /// The lake and the figures of the data pages.
+    pub insights: Arc<insights::Insights>,
     /// `None` when another metrics recorder owns this process.
     pub metrics: Option<PrometheusHandle>,
     /// Verified against when the username is unknown (constant-ish time).
@@ -120,6 +127,10 @@ impl AppState {
             limiter: auth::LoginLimiter::new(config.login_max_failures, config.login_window),
             dummy_hash: users::hash_password(&users::generate_password())?,
             metrics: metrics_handle(),
+            insights: Arc::new(insights::Insights::new(
+                config.data_dir.clone(),
+                config.analysis.clone(),
+            )),
             users,
             audit,
             alerts: Arc::new(Mutex::new(alerts)),
@@ -219,6 +230,17 @@ async fn css() -> Response {
         .into_response()
 }
 
+async fn js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        layout::JS,
+    )
+        .into_response()
+}
+
 async fn not_found() -> Response {
     not_found_page()
 }
@@ -245,6 +267,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route(layout::CSS_PATH, get(css))
+        .route(layout::JS_PATH, get(js))
         .route("/login", get(login::login_get).post(login::login_post))
         .route("/logout", post(login::logout))
         .route(
@@ -257,6 +280,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/admin/audit", get(admin::audit_page))
         .route("/admin/audit.csv", get(admin::audit_csv))
         .route("/api/me", get(api::me))
+        .route("/api/openapi.json", get(api::openapi))
         .route("/metrics", get(api::metrics))
         .merge(pages::routes())
         .merge(extra)

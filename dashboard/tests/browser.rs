@@ -2,7 +2,9 @@
 //! (Debian's chromium-driver) with plain HTTP + JSON: log in with the
 //! first-run password, get sent to the password page, change it, land on
 //! the overview, take a screenshot, then work an alert (list, detail,
-//! acknowledge with a comment) and screenshot its page.
+//! acknowledge with a comment) and screenshot its page; read the apps and
+//! an app's scope matrix, the tenants, and download a report, over a lake
+//! of the committed samples.
 
 mod common;
 
@@ -242,6 +244,86 @@ fn screenshot(session: &Session, tmp: &Path, name: &str) {
     assert_non_blank_png(&png);
 }
 
+/// Waits up to 60 s for a finished download in `dir` and returns its path.
+fn wait_for_download(dir: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                // Chromium writes `.crdownload` until the file is whole.
+                if !name.ends_with(".crdownload") && e.metadata().is_ok_and(|m| m.len() > 0) {
+                    return e.path();
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no download in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The apps list, an app's matrix and suggestion, the tenants, and a
+/// report downloaded through the form.
+fn data_journey(session: &Session, server: &Server, tmp: &Path, downloads: &Path) {
+    session.click("header.top nav a[href='/apps']");
+    session.wait_for_path(&server.base, "/apps");
+    session.find("table#apps");
+    screenshot(session, tmp, "dashboard-apps.png");
+
+    // Sort by name, then open the first app.
+    session.click("table#apps thead a[href*='sort=name']");
+    session.find("table#apps tbody tr");
+    let link = session.find("table#apps tbody tr td a");
+    let href = session
+        .cmd("GET", &format!("/element/{link}/attribute/href"), None)
+        .as_str()
+        .unwrap()
+        .to_string();
+    session.cmd("POST", &format!("/element/{link}/click"), None);
+    session.wait_for_path(&server.base, &href);
+    session.find("table.matrix tbody tr");
+    // The matrix names a class for every scope, as the API does.
+    let client_id = session.text("#client-id");
+    let classes = session.text("table.matrix tbody tr td:nth-child(2)");
+    assert!(
+        [
+            "used",
+            "unused",
+            "unapproved",
+            "denied",
+            "not granted",
+            "unknown"
+        ]
+        .contains(&classes.as_str()),
+        "{client_id}: class {classes:?}"
+    );
+    session.find("button[data-copy]");
+    screenshot(session, tmp, "dashboard-app.png");
+
+    session.click("header.top nav a[href='/tenants']");
+    session.wait_for_path(&server.base, "/tenants");
+    session.find("table#tenants");
+    screenshot(session, tmp, "dashboard-tenants.png");
+
+    session.click("header.top nav a[href='/reports']");
+    session.wait_for_path(&server.base, "/reports");
+    screenshot(session, tmp, "dashboard-reports.png");
+    session.click("#r-format option[value='csv']");
+    session.click("#download");
+    let file = wait_for_download(downloads);
+    let csv = std::fs::read_to_string(&file).unwrap();
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().starts_with("from,to,tenant,"),
+        "a CSV header"
+    );
+    assert!(lines.count() > 10, "the report has rows");
+}
+
 /// Logged in as admin: open the alert list, open an alert, acknowledge it
 /// with a comment, and read the new status and the history on the page.
 fn alert_journey(session: &Session, server: &Server, tmp: &Path) {
@@ -310,8 +392,10 @@ fn alert_journey(session: &Session, server: &Server, tmp: &Path) {
 #[test]
 fn login_journey_in_headless_chromium() {
     let chromium = need(&["chromium", "chromium-browser"], "chromium");
-    let server = Server::start();
+    let server = Server::start_with_samples();
     let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
     let driver = Driver::start(&tmp.path().join("chromedriver.log"));
     let profile = tmp.path().join("profile");
     let caps = json!({ "capabilities": { "alwaysMatch": {
@@ -324,7 +408,11 @@ fn login_journey_in_headless_chromium() {
                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                 "--window-size=1280,900",
                 format!("--user-data-dir={}", profile.display()),
-            ]
+            ],
+            "prefs": {
+                "download.default_directory": downloads.to_string_lossy(),
+                "download.prompt_for_download": false,
+            }
         }
     }}});
     let created = driver.call("POST", "/session", Some(caps));
@@ -377,6 +465,7 @@ fn login_journey_in_headless_chromium() {
     screenshot(&session, tmp.path(), "dashboard-overview.png");
 
     alert_journey(&session, &server, tmp.path());
+    data_journey(&session, &server, tmp.path(), &downloads);
 
     // Log out with the button: back to the login form, session gone.
     session.click("header.top form button");
@@ -389,7 +478,13 @@ fn login_journey_in_headless_chromium() {
         .iter()
         .map(|e| e["action"].as_str().unwrap().to_string())
         .collect();
-    for want in ["login", "password_change", "alert_status", "logout"] {
+    for want in [
+        "login",
+        "password_change",
+        "alert_status",
+        "report_download",
+        "logout",
+    ] {
         assert!(
             actions.iter().any(|a| a == want),
             "audit lacks {want}: {actions:?}"

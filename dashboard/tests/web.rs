@@ -65,7 +65,7 @@ fn public_routes_headers_and_anonymous_requests() {
     assert_eq!(login.status, 200);
     assert_security_headers(&login);
     // No inline script or style anywhere: the CSP would block it.
-    assert!(!login.body.contains("<script") && !login.body.contains("style="));
+    common::assert_no_inline_code(&login.body);
     assert!(login.body.contains("href=\"/static/style.css\""));
 }
 

@@ -23,8 +23,50 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Self::start_with(|_| None::<scopewatch_dashboard::AnalysisSettings>)
+    }
+
+    /// A server whose lake holds the committed samples (`sample-logs/`,
+    /// ingested by the ingest library exactly as `scopewatch ingest --once`
+    /// does) and whose registry is the samples' registry.
+    pub fn start_with_samples() -> Server {
+        Self::start_with(|data| {
+            let repo = repo();
+            let mut config =
+                scopewatch_model::config::Config::load(&repo.join("sample-logs/scopewatch.toml"))
+                    .expect("the samples' config is valid");
+            config.data_dir = data.to_path_buf();
+            let mut ingest = scopewatch_ingest::pipeline::Ingest::open(
+                &config.sources,
+                scopewatch_ingest::pipeline::IngestOptions::from_config(&config),
+            )
+            .expect("the samples open");
+            ingest
+                .run_to_end(&std::sync::atomic::AtomicBool::new(false), |_| {})
+                .expect("the samples ingest");
+            scopewatch_dashboard::AnalysisSettings {
+                registry: config.registry.clone(),
+                sources: config
+                    .sources
+                    .iter()
+                    .map(|s| (s.name.clone(), s.format.clone()))
+                    .collect(),
+                ..Default::default()
+            }
+        })
+    }
+
+    /// A server on a fresh data directory; `prepare` fills it before the
+    /// server opens it and says what the data pages compute over.
+    pub fn start_with<F, A>(prepare: F) -> Server
+    where
+        F: FnOnce(&Path) -> A,
+        A: Into<Option<scopewatch_dashboard::AnalysisSettings>>,
+    {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let analysis: Option<scopewatch_dashboard::AnalysisSettings> = prepare(&data).into();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -36,6 +78,9 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let mut config = DashboardConfig::new(&data);
         config.secure_cookies = SecureCookies::Auto.resolve(addr);
+        if let Some(analysis) = analysis {
+            config.analysis = analysis;
+        }
         let (state, initial) = AppState::open(config).unwrap();
         let initial = initial.expect("a fresh data dir creates the admin");
         assert_eq!(initial.username, "admin");
@@ -103,6 +148,14 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
+}
+
+/// The repository's root (tests read the committed samples from it).
+pub fn repo() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .parent()
+        .expect("dashboard/ is in the repository")
+        .to_path_buf()
 }
 
 pub struct Resp {
@@ -273,4 +326,15 @@ pub fn post_json(url: &str, headers: &[(&str, &str)], body: &serde_json::Value) 
         req = req.header(*k, *v);
     }
     collect(req.send(body.to_string()).unwrap())
+}
+
+/// No inline script or style anywhere in a page: the only script is the
+/// embedded `/static/app.js` (the CSP would block anything else).
+pub fn assert_no_inline_code(body: &str) {
+    let scripts = body.matches("<script").count();
+    let ours = body
+        .matches(r#"<script src="/static/app.js" defer></script>"#)
+        .count();
+    assert_eq!(scripts, ours, "an inline script");
+    assert!(!body.contains("style="), "an inline style");
 }
