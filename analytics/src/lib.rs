@@ -5,6 +5,7 @@
 //! written into SQL, quoted.
 
 pub mod activity;
+pub mod evidence;
 pub mod matrix;
 pub mod report;
 

@@ -1,17 +1,23 @@
-//! Alerts: the list with filters, the detail page with evidence and status
-//! history, status changes (acknowledge, resolve, false positive, reopen)
-//! with a required comment, and the same as JSON under `/api/alerts`.
+//! Alerts: the list with filters, the detail page with the evidence events
+//! (read from the lake), a timeline of each token involved, the status
+//! history and a form to open an incident, status changes (acknowledge,
+//! resolve, false positive, reopen) with a required comment, and the same
+//! as JSON under `/api/alerts`.
 //!
 //! Tenant limits: an alert belongs to the tenant in its group
 //! (`group["tenant"]`). A user limited to some tenants sees only alerts of
 //! those tenants; an alert without a tenant is shown only to users without
 //! a limit. Anything else answers 404, exactly as an unknown id does, so a
 //! limited user cannot even learn that another tenant's alert exists.
+//! Evidence events and timelines are read for the user's tenants only: a
+//! token used across tenants shows only the user's side of it.
 //!
 //! Routes:
 //! - `GET /alerts`, `GET /alerts/{id}` (ViewAlerts)
 //! - `POST /alerts/{id}/status` (ManageAlerts; form with `csrf`, `status`, `comment`)
-//! - `GET /api/alerts`, `GET /api/alerts/{id}` (ViewAlerts)
+//! - `GET /api/alerts`, `GET /api/alerts/{id}` (ViewAlerts; the detail
+//!   adds `evidence_events`, `evidence_not_shown`, `timelines`,
+//!   `tokens_left_out` and `incidents` to the alert's fields)
 //! - `POST /api/alerts/{id}/status` (ManageAlerts; JSON `{"status", "comment"}`)
 //!
 //! The filters (`status`, `severity`, `rule`, `tenant`) compare whole
@@ -27,10 +33,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use maud::{html, Markup};
+use scopewatch_analytics::evidence::{EventScope, EvidenceEvent, TokenTimeline};
+use scopewatch_analytics::{AnalyticsError, Lake};
 use scopewatch_model::events::Timestamp;
 use scopewatch_rules::alert::{Alert, AlertStatus};
 use scopewatch_rules::store::{AlertStore, StoreError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::Outcome;
 use crate::auth::{CurrentUser, Permission};
@@ -42,6 +50,24 @@ const LIST_PAGE_ROWS: usize = 2000;
 
 /// Longest comment accepted with a status change.
 const MAX_COMMENT_CHARS: usize = 2000;
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// Evidence events are looked up within the alert's first..last seen plus
+/// this margin: they lie inside it, and the window keeps DuckDB to a few
+/// days of partitions on a large lake.
+pub(crate) const EVIDENCE_MARGIN_US: i64 = DAY_US;
+
+/// A token's timeline reaches this far before the alert's first and after
+/// its last evidence (issuance often precedes the alert; revocation follows).
+const TIMELINE_MARGIN_US: i64 = 7 * DAY_US;
+
+/// Entries per token timeline.
+const TIMELINE_LIMIT: usize = 200;
+
+/// Tokens whose timeline the detail shows (the group's first, then in the
+/// order the evidence names them).
+const MAX_TIMELINES: usize = 5;
 
 /// The alert routes, merged by [`crate::pages::routes`].
 pub fn routes() -> Router<AppState> {
@@ -61,7 +87,7 @@ pub fn fresh(store: &mut AlertStore) -> Result<(), StoreError> {
 }
 
 /// Runs `f` on the freshly refreshed store, off the async threads.
-async fn with_store<T, F>(state: &AppState, f: F) -> Result<T, DashboardError>
+pub(crate) async fn with_store<T, F>(state: &AppState, f: F) -> Result<T, DashboardError>
 where
     T: Send + 'static,
     F: FnOnce(&mut AlertStore) -> Result<T, StoreError> + Send + 'static,
@@ -236,7 +262,7 @@ async fn change_status(
 /// A path segment with everything but unreserved characters
 /// percent-encoded (alert ids are `al-<hex>`, but links must not break on
 /// whatever a store holds).
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -248,27 +274,27 @@ fn seg(s: &str) -> String {
     out
 }
 
-fn alert_href(id: &str) -> String {
+pub(crate) fn alert_href(id: &str) -> String {
     format!("/alerts/{}", seg(id))
 }
 
 /// `YYYY-MM-DD HH:MM:SS` UTC, for tables (the API keeps RFC 3339).
-fn when(t: Timestamp) -> String {
+pub(crate) fn when(t: Timestamp) -> String {
     let s = t.to_string();
     let s = s.trim_end_matches('Z');
     let s = s.split('.').next().unwrap_or(s);
     s.replacen('T', " ", 1)
 }
 
-fn severity_badge(a: &Alert) -> Markup {
+pub(crate) fn severity_badge(a: &Alert) -> Markup {
     html! { span class={ "badge sev-" (a.severity.as_str()) } { (a.severity.as_str()) } }
 }
 
-fn status_badge(s: AlertStatus) -> Markup {
+pub(crate) fn status_badge(s: AlertStatus) -> Markup {
     html! { span class={ "badge st-" (s.as_str()) } { (s.as_str().replace('_', " ")) } }
 }
 
-fn group_list(a: &Alert) -> Markup {
+pub(crate) fn group_list(a: &Alert) -> Markup {
     html! {
         @for (k, v) in &a.group {
             div.kv { span.k { (k) } "=" span.v { (v) } }
@@ -363,7 +389,222 @@ async fn list_page(
     Ok(Html(page("Alerts", &user, body).into_string()).into_response())
 }
 
-fn detail_body(user: &CurrentUser, a: &Alert, error: Option<&str>) -> Markup {
+/// The lake's side of an alert, as the user may see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    /// The evidence events found, oldest first, of the user's tenants.
+    pub events: Vec<EvidenceEvent>,
+    /// Evidence ids not shown: not in the lake (yet), or of a tenant the
+    /// user does not see.
+    pub not_shown: usize,
+    /// One per token involved, at most [`MAX_TIMELINES`].
+    pub timelines: Vec<TokenTimeline>,
+    /// Tokens involved beyond [`MAX_TIMELINES`].
+    pub tokens_left_out: usize,
+}
+
+/// The part of the lake to read for `user` around `first..=last` (µs).
+pub(crate) fn scope_for(user: &CurrentUser, first: i64, last: i64, margin: i64) -> EventScope {
+    EventScope {
+        window: Some((first.saturating_sub(margin), last.saturating_add(margin))),
+        tenants: user.tenant_filter().map(<[String]>::to_vec),
+    }
+}
+
+/// The evidence events of `alert` that `user` may see, oldest first. Runs
+/// on the lake (blocking).
+pub(crate) fn evidence_events(
+    lake: &Lake,
+    user: &CurrentUser,
+    alert: &Alert,
+) -> Result<Vec<EvidenceEvent>, AnalyticsError> {
+    let scope = scope_for(
+        user,
+        alert.first_seen.0,
+        alert.last_seen.0,
+        EVIDENCE_MARGIN_US,
+    );
+    let mut events = lake.events_by_id(&alert.evidence, &scope)?;
+    // The query already keeps to the user's tenants; this is the rule itself.
+    events.retain(|e| user.sees_tenant(&e.tenant));
+    Ok(events)
+}
+
+/// The token ids an alert is about: those in its group first, then those
+/// its evidence events name, without repeats.
+fn tokens_involved(alert: &Alert, events: &[EvidenceEvent]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let from_group = alert
+        .group
+        .iter()
+        .filter(|(k, _)| k.contains("token"))
+        .map(|(_, v)| v.as_str());
+    let from_events = events.iter().flat_map(|e| e.token_ids());
+    for t in from_group.chain(from_events) {
+        if !t.is_empty() && !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+    }
+    out
+}
+
+/// Reads the evidence events and the token timelines of `alert` for `user`.
+pub(crate) async fn evidence(
+    state: &AppState,
+    user: &CurrentUser,
+    alert: &Alert,
+) -> Result<Evidence, DashboardError> {
+    let (user, alert) = (user.clone(), alert.clone());
+    state
+        .insights
+        .with_lake(move |lake| {
+            let events = evidence_events(lake, &user, &alert)?;
+            let tokens = tokens_involved(&alert, &events);
+            let scope = scope_for(
+                &user,
+                alert.first_seen.0,
+                alert.last_seen.0,
+                TIMELINE_MARGIN_US,
+            );
+            let mut timelines = Vec::new();
+            for t in tokens.iter().take(MAX_TIMELINES) {
+                let mut tl = lake.token_timeline(t, &scope, TIMELINE_LIMIT)?;
+                tl.entries.retain(|e| user.sees_tenant(&e.tenant));
+                timelines.push(tl);
+            }
+            let distinct: BTreeSet<&str> = alert.evidence.iter().map(String::as_str).collect();
+            Ok(Evidence {
+                not_shown: distinct.len().saturating_sub(events.len()),
+                events,
+                timelines,
+                tokens_left_out: tokens.len().saturating_sub(MAX_TIMELINES),
+            })
+        })
+        .await
+}
+
+/// What the detail page shows besides the alert itself.
+struct Extras {
+    /// The evidence, or why the lake could not give it.
+    evidence: Result<Evidence, String>,
+    /// Incidents (the user may see) that hold this alert.
+    incidents: Vec<crate::incidents::IncidentLink>,
+}
+
+async fn extras(state: &AppState, user: &CurrentUser, alert: &Alert) -> Result<Extras, AppError> {
+    let evidence = evidence(state, user, alert).await.map_err(|e| {
+        tracing::error!(error = %e, alert = %alert.id, "reading an alert's evidence from the lake failed");
+        "The lake could not be read; the server log has the details.".to_string()
+    });
+    let incidents = crate::incidents::holding(state, user, &alert.id).await?;
+    Ok(Extras {
+        evidence,
+        incidents,
+    })
+}
+
+fn token_ref(t: &str, timelines: &[TokenTimeline]) -> Markup {
+    match timelines.iter().position(|tl| tl.token_id == t) {
+        Some(i) => html! { a.kv href={ "#timeline-" (i) } { (t) } },
+        None => html! { span.kv { (t) } },
+    }
+}
+
+fn outcome_text(outcome: &str, status: Option<i32>) -> String {
+    match status {
+        Some(s) => format!("{outcome} ({s})"),
+        None => outcome.to_string(),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` UTC from RFC 3339 text (events keep µs).
+fn when_text(rfc3339: &str) -> String {
+    rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+/// The evidence events as a table.
+pub(crate) fn events_table(events: &[EvidenceEvent], timelines: &[TokenTimeline]) -> Markup {
+    html! {
+        table #evidence-events {
+            thead { tr {
+                th { "When (UTC)" } th { "Event" } th { "Tenant / app" } th { "Outcome" }
+                th { "Tokens" } th { "Client" } th { "Pseudonyms" }
+            } }
+            tbody {
+                @for e in events {
+                    tr {
+                        td.nowrap { (when_text(&e.ts)) br; code.kv { (e.event_id) } }
+                        td {
+                            @if e.stream == "access" {
+                                (e.method.as_deref().unwrap_or("")) " " span.kv { (e.path.as_deref().unwrap_or("")) }
+                                @if let Some(r) = &e.required { br; span.muted { "needs " code { (r) } } }
+                            } @else {
+                                (e.kind.as_deref().unwrap_or("auth"))
+                                @if let Some(g) = &e.scopes_granted { br; span.muted { "granted " span.kv { (g.join(" ")) } } }
+                                @if let Some(err) = &e.error { br; span.error { (err) } }
+                            }
+                        }
+                        td { (e.tenant) br; span.kv { (e.client_id.as_deref().unwrap_or("-")) } }
+                        td { (outcome_text(&e.outcome, e.status)) }
+                        td {
+                            @if let Some(t) = &e.token_id { div { "token " (token_ref(t, timelines)) } }
+                            @if let Some(t) = &e.refresh_token_id { div { "refresh " (token_ref(t, timelines)) } }
+                            @if let Some(t) = &e.parent_token_id { div { "parent " (token_ref(t, timelines)) } }
+                        }
+                        td { span.kv { (e.ip.as_deref().unwrap_or("-")) } br; span.kv { (e.user_agent.as_deref().unwrap_or("")) } }
+                        td {
+                            @if let Some(u) = &e.user { div.kv { "user " (u) } }
+                            @if let Some(p) = &e.patient { div.kv { "patient " (p) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn timeline_section(i: usize, tl: &TokenTimeline) -> Markup {
+    html! {
+        section.timeline id={ "timeline-" (i) } {
+            h3 { "Token " code.kv { (tl.token_id) } }
+            @if tl.entries.is_empty() {
+                p.muted { "Nothing about this token in the lake within 7 days of the alert." }
+            } @else {
+                table.timeline {
+                    thead { tr {
+                        th { "When (UTC)" } th { "What" } th { "Tenant / app" } th { "Detail" }
+                        th { "Outcome" } th { "Client" }
+                    } }
+                    tbody {
+                        @for e in &tl.entries {
+                            tr {
+                                td.nowrap { (when_text(&e.ts)) }
+                                td { (e.what) }
+                                td { (e.tenant) br; span.kv { (e.client_id.as_deref().unwrap_or("-")) } }
+                                td {
+                                    @if e.stream == "access" {
+                                        (e.method.as_deref().unwrap_or("")) " " span.kv { (e.path.as_deref().unwrap_or("")) }
+                                    } @else {
+                                        @if let Some(g) = &e.scopes_granted { span.kv { (g.join(" ")) } }
+                                        @if let Some(x) = &e.expires_at { div.muted { "expires " (when_text(x)) } }
+                                        @if let Some(err) = &e.error { div.error { (err) } }
+                                    }
+                                }
+                                td { (outcome_text(&e.outcome, e.status)) }
+                                td { span.kv { (e.ip.as_deref().unwrap_or("-")) } br; span.kv { (e.user_agent.as_deref().unwrap_or("")) } }
+                            }
+                        }
+                    }
+                }
+                @if tl.left_out > 0 {
+                    p.muted { "The first " (tl.entries.len()) " of " (tl.total) " events; " (tl.left_out) " more not shown." }
+                }
+            }
+        }
+    }
+}
+
+fn detail_body(user: &CurrentUser, a: &Alert, error: Option<&str>, extras: &Extras) -> Markup {
     // Offer the statuses it can move to; the first differs from the current.
     let choices: Vec<AlertStatus> = [
         AlertStatus::Acknowledged,
@@ -423,12 +664,63 @@ fn detail_body(user: &CurrentUser, a: &Alert, error: Option<&str>) -> Markup {
                 }
             }
         }
+        h2 { "Incidents" }
+        @if extras.incidents.is_empty() {
+            p.muted #no-incidents { "Not part of any incident." }
+        } @else {
+            ul #alert-incidents {
+                @for i in &extras.incidents {
+                    li { a href=(i.href()) { (i.title) } " " code { (i.id) } " (" (i.status.as_str()) ")" }
+                }
+            }
+        }
+        @if user.can(Permission::ManageIncidents) {
+            div.card {
+                h2 { "Open an incident" }
+                form #open-incident method="post" action="/incidents" {
+                    (csrf_field(user))
+                    input type="hidden" name="alert" value=(a.id);
+                    label for="incident-title" { "Title (required)" }
+                    input #incident-title type="text" name="title" required
+                        maxlength=(crate::incidents::MAX_TITLE_CHARS) value=(a.title);
+                    div { button #open-incident-button type="submit" { "Open an incident" } }
+                }
+            }
+        }
         h2 { "Evidence" }
         p.muted {
             (a.evidence.len()) " event ids kept of " (a.count) " matching events, in event-time order."
         }
-        ol.evidence #evidence {
-            @for e in &a.evidence { li { code { (e) } } }
+        @match &extras.evidence {
+            Err(message) => { p.error #evidence-error { (message) } }
+            Ok(ev) => {
+                @if ev.events.is_empty() {
+                    p.muted #no-evidence-events { "None of these events is in the lake for the tenants you see." }
+                } @else {
+                    (events_table(&ev.events, &ev.timelines))
+                }
+                @if ev.not_shown > 0 && !ev.events.is_empty() {
+                    p.muted #evidence-not-shown {
+                        (ev.not_shown) " of the event ids are not shown: not in the lake, or of a tenant you do not see."
+                    }
+                }
+                h2 { "Token timeline" }
+                @if ev.timelines.is_empty() {
+                    p.muted #no-timeline { "No token is named by this alert or its evidence." }
+                } @else {
+                    p.muted {
+                        "Everything the lake holds about each token within 7 days of the alert: issued, refreshed, used, revoked."
+                        @if ev.tokens_left_out > 0 { " " (ev.tokens_left_out) " more tokens are not shown." }
+                    }
+                    @for (i, tl) in ev.timelines.iter().enumerate() { (timeline_section(i, tl)) }
+                }
+            }
+        }
+        details {
+            summary { "Event ids" }
+            ol.evidence #evidence {
+                @for e in &a.evidence { li { code { (e) } } }
+            }
         }
     }
 }
@@ -444,7 +736,8 @@ async fn detail_page(
         .await?
         .ok_or(AppError::NotFound)?;
     let title = format!("Alert: {}", alert.title);
-    let body = detail_body(&user, &alert, None);
+    let extras = extras(&state, &user, &alert).await?;
+    let body = detail_body(&user, &alert, None, &extras);
     Ok(Html(page(&title, &user, body).into_string()).into_response())
 }
 
@@ -474,7 +767,8 @@ async fn status_form(
                 return Err(AppError::NotFound);
             };
             let title = format!("Alert: {}", alert.title);
-            let body = detail_body(&user, &alert, Some(&message));
+            let extras = extras(&state, &user, &alert).await?;
+            let body = detail_body(&user, &alert, Some(&message), &extras);
             Ok((
                 StatusCode::BAD_REQUEST,
                 Html(page(&title, &user, body).into_string()),
@@ -516,6 +810,18 @@ async fn api_list(
     }
 }
 
+/// The alert with its evidence, as `GET /api/alerts/{id}` answers it.
+#[derive(Debug, Serialize)]
+struct AlertDetail {
+    #[serde(flatten)]
+    alert: Alert,
+    evidence_events: Vec<EvidenceEvent>,
+    evidence_not_shown: usize,
+    timelines: Vec<TokenTimeline>,
+    tokens_left_out: usize,
+    incidents: Vec<crate::incidents::IncidentLink>,
+}
+
 /// `GET /api/alerts/{id}`
 async fn api_get(
     State(state): State<AppState>,
@@ -525,11 +831,28 @@ async fn api_get(
     if !user.can(Permission::ViewAlerts) {
         return api_forbidden();
     }
-    match visible_alert(&state, &user, id).await {
-        Ok(Some(a)) => Json(a).into_response(),
-        Ok(None) => api_not_found(),
-        Err(e) => api_internal(e),
-    }
+    let alert = match visible_alert(&state, &user, id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return api_not_found(),
+        Err(e) => return api_internal(e),
+    };
+    let ev = match evidence(&state, &user, &alert).await {
+        Ok(ev) => ev,
+        Err(e) => return api_internal(e),
+    };
+    let incidents = match crate::incidents::holding(&state, &user, &alert.id).await {
+        Ok(i) => i,
+        Err(e) => return api_internal(e),
+    };
+    Json(AlertDetail {
+        alert,
+        evidence_events: ev.events,
+        evidence_not_shown: ev.not_shown,
+        timelines: ev.timelines,
+        tokens_left_out: ev.tokens_left_out,
+        incidents,
+    })
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]

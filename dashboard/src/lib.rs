@@ -3,19 +3,32 @@
 //! Login is required, everything from a log is escaped, and a user limited
 //! to some tenants sees nothing of the others.
 //!
-//! This crate is the foundation: users, login, sessions, CSRF, rate
-//! limiting, roles and tenant limits ([`auth`]), the audit trail
-//! ([`audit`]), API tokens, security headers, request logs and metrics
-//! ([`http`]), and the page frame ([`layout`]). Data pages go in [`pages`];
-//! the alert pages and API are in [`alerts`].
+//! The foundation: users, login, sessions, CSRF, rate limiting, roles and
+//! tenant limits ([`auth`]), the audit trail ([`audit`]), API tokens,
+//! security headers, request logs and metrics ([`http`]), and the page frame
+//! ([`layout`]). The data pages read one shared snapshot of the lake
+//! ([`insights`]): overview, apps and tenants in [`pages`], reports in
+//! [`reports`], alerts in [`alerts`], incidents in [`incidents`],
+//! recertification in [`recert`].
 //!
-//! Routes:
+//! Routes (the JSON ones are documented in `assets/openapi.json`, served at
+//! `/api/openapi.json`):
 //! - public: `GET /login`, `POST /login`, `GET /healthz`, `GET /static/style.css`,
 //!   `GET /static/app.js`
-//! - any logged-in user: `/`, `POST /logout`, `GET|POST /password`, `GET /api/me`
-//! - alerts ([`alerts`]): `GET /alerts`, `GET /alerts/{id}`,
-//!   `POST /alerts/{id}/status`, `GET /api/alerts`, `GET /api/alerts/{id}`,
-//!   `POST /api/alerts/{id}/status`
+//! - any logged-in user: `POST /logout`, `GET|POST /password`, `GET /api/me`,
+//!   `GET /api/openapi.json`
+//! - data ([`pages`]): `/`, `/apps`, `/apps/{client_id}`, `/tenants`,
+//!   `/tenants/{tenant}`, `/api/overview`, `/api/apps`, `/api/apps/{client_id}`,
+//!   `/api/tenants`
+//! - reports ([`reports`]): `/reports`, `/reports/download`, `/api/reports`
+//! - alerts ([`alerts`]): `/alerts`, `/alerts/{id}`, `POST /alerts/{id}/status`,
+//!   `/api/alerts`, `/api/alerts/{id}`, `POST /api/alerts/{id}/status`
+//! - incidents ([`incidents`]): `/incidents`, `/incidents/{id}`,
+//!   `/incidents/{id}/bundle.tar`, `POST /incidents[/{id}/{owner,status,notes,alerts}]`,
+//!   and the same under `/api/incidents`
+//! - recertification ([`recert`]): `/recert`, `/recert/{id}`,
+//!   `POST /recert/{id}/decisions`, `/recert/{id}/{decisions.csv,decisions.json,registry-patch}`,
+//!   `/api/recert`, `/api/recert/{id}`, `POST /api/recert/{id}/decisions`
 //! - admin: `/admin`, `POST /admin/users/{name}/tokens`,
 //!   `POST /admin/users/{name}/disable`, `/admin/audit`, `/admin/audit.csv`,
 //!   `/metrics`

@@ -358,3 +358,35 @@ fn log_content_renders_as_text() {
     let overview = get(&server.url("/"), Some(&cookie)).body;
     assert!(overview.contains(">evil<"), "the source is listed");
 }
+
+/// Every JSON route the code serves is in the OpenAPI document the app
+/// serves, and the document names no route the code lacks.
+#[test]
+fn the_openapi_document_covers_every_api_route() {
+    let server = Server::start();
+    let cookie = session(&server, "ada", &[Role::Admin], &[]);
+    let r = get(&server.url("/api/openapi.json"), Some(&cookie));
+    assert_eq!(r.status, 200);
+    let doc = json(&r.body);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.starts_with("/api/"))
+        .cloned()
+        .collect();
+    let src = common::repo().join("dashboard/src");
+    let mut served = BTreeSet::new();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for piece in text.split(".route(\"").skip(1) {
+            let path = piece.split('"').next().unwrap();
+            if path.starts_with("/api/") {
+                served.insert(path.to_string());
+            }
+        }
+    }
+    assert!(served.len() > 10, "{served:?}");
+    assert_eq!(documented, served);
+}
