@@ -3,7 +3,6 @@
 //! where the one-time password is printed to the admin who ran it.
 
 use axum::extract::{Path, State};
-use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::html;
@@ -11,6 +10,7 @@ use serde::Deserialize;
 
 use crate::audit::{to_csv, Outcome};
 use crate::auth::{CurrentUser, Permission};
+use crate::http::attachment;
 use crate::layout::{csrf_field, page};
 use crate::{AppError, AppState};
 
@@ -141,21 +141,9 @@ pub async fn disable_user(
     let result = tokio::task::spawn_blocking(move || st.users.disable(&n))
         .await
         .map_err(AppError::task)?;
-    let outcome = if result.is_ok() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
     state
-        .audit(
-            &user.username,
-            "user_disable",
-            &format!("user/{name}"),
-            outcome,
-            &user.ip,
-        )
+        .audited(&user, "user_disable", &format!("user/{name}"), result)
         .await?;
-    result?;
     state.sessions.remove_user(&name, None);
     Ok(Redirect::to("/admin").into_response())
 }
@@ -211,15 +199,9 @@ pub async fn audit_csv(
     let (entries, _) = tokio::task::spawn_blocking(move || st.audit.read_all())
         .await
         .map_err(AppError::task)??;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"scopewatch-audit.csv\"",
-            ),
-        ],
+    Ok(attachment(
+        "text/csv; charset=utf-8",
+        "scopewatch-audit.csv",
         to_csv(&entries),
-    )
-        .into_response())
+    ))
 }

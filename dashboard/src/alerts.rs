@@ -36,13 +36,13 @@ use maud::{html, Markup};
 use scopewatch_analytics::evidence::{EventScope, EvidenceEvent, TokenTimeline};
 use scopewatch_analytics::{AnalyticsError, Lake};
 use scopewatch_model::events::Timestamp;
-use scopewatch_rules::alert::{Alert, AlertStatus};
+use scopewatch_rules::alert::{Alert, AlertStatus, Severity};
 use scopewatch_rules::store::{AlertStore, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::Outcome;
 use crate::auth::{CurrentUser, Permission};
-use crate::layout::{csrf_field, page};
+use crate::http::json_body;
+use crate::layout::{csrf_field, page, seg, select, when, when_to, Precision};
 use crate::{AppError, AppState, DashboardError};
 
 /// Rows shown on the list page (newest first); the API returns them all.
@@ -194,20 +194,6 @@ async fn visible_alert(
     .await
 }
 
-/// Why a status change was refused.
-enum Refused {
-    Forbidden,
-    NotFound,
-    Bad(String),
-    Internal(DashboardError),
-}
-
-impl From<DashboardError> for Refused {
-    fn from(e: DashboardError) -> Self {
-        Refused::Internal(e)
-    }
-}
-
 /// Checks and applies a status change for `user`, and writes the audit
 /// entry. The permission is checked before the id, so a 403 says nothing
 /// about which alerts exist.
@@ -217,9 +203,9 @@ async fn change_status(
     id: String,
     status: &str,
     comment: &str,
-) -> Result<Alert, Refused> {
+) -> Result<Alert, AppError> {
     if !user.can(Permission::ManageAlerts) {
-        return Err(Refused::Forbidden);
+        return Err(AppError::Forbidden);
     }
     let input = match AlertStatus::parse(status) {
         None => Err("Choose a status: open, acknowledged, resolved or false_positive.".to_string()),
@@ -237,57 +223,29 @@ async fn change_status(
     // One lock for the check and the change.
     let changed = with_store(state, move |store| {
         if !store.get(&id).is_some_and(|a| visible(&viewer, a)) {
-            return Ok(Err(Refused::NotFound));
+            return Ok(Err(AppError::NotFound));
         }
         let (to, comment) = match input {
             Ok(v) => v,
-            Err(message) => return Ok(Err(Refused::Bad(message))),
+            Err(message) => return Ok(Err(AppError::BadRequest(message))),
         };
         store
             .set_status(&id, to, &by, Some(comment), at)
             .map(|a| Ok(a.clone()))
     })
     .await;
-    let outcome = match &changed {
-        Ok(Ok(_)) => Outcome::Success,
-        Ok(Err(_)) => return changed?,
-        Err(_) => Outcome::Failure,
-    };
-    state
-        .audit(&user.username, "alert_status", &target, outcome, &user.ip)
-        .await?;
-    changed?
+    let changed = changed.unwrap_or_else(|e| Err(e.into()));
+    state.audited(user, "alert_status", &target, changed).await
 }
 
-/// A path segment with everything but unreserved characters
-/// percent-encoded (alert ids are `al-<hex>`, but links must not break on
-/// whatever a store holds).
-pub(crate) fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
+/// Alert ids are `al-<hex>`, but links must not break on whatever a store
+/// holds: the id is encoded.
 pub(crate) fn alert_href(id: &str) -> String {
     format!("/alerts/{}", seg(id))
 }
 
-/// `YYYY-MM-DD HH:MM:SS` UTC, for tables (the API keeps RFC 3339).
-pub(crate) fn when(t: Timestamp) -> String {
-    let s = t.to_string();
-    let s = s.trim_end_matches('Z');
-    let s = s.split('.').next().unwrap_or(s);
-    s.replacen('T', " ", 1)
-}
-
-pub(crate) fn severity_badge(a: &Alert) -> Markup {
-    html! { span class={ "badge sev-" (a.severity.as_str()) } { (a.severity.as_str()) } }
+pub(crate) fn severity_badge(s: Severity) -> Markup {
+    html! { span class={ "badge sev-" (s.as_str()) } { (s.as_str()) } }
 }
 
 pub(crate) fn status_badge(s: AlertStatus) -> Markup {
@@ -298,20 +256,6 @@ pub(crate) fn group_list(a: &Alert) -> Markup {
     html! {
         @for (k, v) in &a.group {
             div.kv { span.k { (k) } "=" span.v { (v) } }
-        }
-    }
-}
-
-fn select(name: &str, label: &str, current: &str, options: &[(String, String)]) -> Markup {
-    html! {
-        div.field {
-            label for={ "f-" (name) } { (label) }
-            select id={ "f-" (name) } name=(name) {
-                option value="" selected[current.is_empty()] { "any" }
-                @for (value, text) in options {
-                    option value=(value) selected[current == value] { (text) }
-                }
-            }
         }
     }
 }
@@ -328,7 +272,7 @@ async fn list_page(
         .iter()
         .map(|s| (s.as_str().to_string(), s.as_str().replace('_', " ")))
         .collect();
-    let severities: Vec<(String, String)> = scopewatch_rules::alert::Severity::ALL
+    let severities: Vec<(String, String)> = Severity::ALL
         .iter()
         .rev()
         .map(|s| (s.as_str().to_string(), s.as_str().to_string()))
@@ -372,7 +316,7 @@ async fn list_page(
                 tbody {
                     @for a in listing.alerts.iter().take(LIST_PAGE_ROWS) {
                         tr {
-                            td { (severity_badge(a)) }
+                            td { (severity_badge(a.severity)) }
                             td { (a.title) br; code { (a.rule) } }
                             td { (group_list(a)) }
                             td.nowrap { (when(a.first_seen)) }
@@ -517,11 +461,6 @@ fn outcome_text(outcome: &str, status: Option<i32>) -> String {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS.ffffff` UTC from RFC 3339 text (events keep µs).
-fn when_text(rfc3339: &str) -> String {
-    rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
-}
-
 /// The evidence events as a table.
 pub(crate) fn events_table(events: &[EvidenceEvent], timelines: &[TokenTimeline]) -> Markup {
     html! {
@@ -533,7 +472,7 @@ pub(crate) fn events_table(events: &[EvidenceEvent], timelines: &[TokenTimeline]
             tbody {
                 @for e in events {
                     tr {
-                        td.nowrap { (when_text(&e.ts)) br; code.kv { (e.event_id) } }
+                        td.nowrap { (when_to(&e.ts, Precision::Exact)) br; code.kv { (e.event_id) } }
                         td {
                             @if e.stream == "access" {
                                 (e.method.as_deref().unwrap_or("")) " " span.kv { (e.path.as_deref().unwrap_or("")) }
@@ -578,7 +517,7 @@ fn timeline_section(i: usize, tl: &TokenTimeline) -> Markup {
                     tbody {
                         @for e in &tl.entries {
                             tr {
-                                td.nowrap { (when_text(&e.ts)) }
+                                td.nowrap { (when_to(&e.ts, Precision::Exact)) }
                                 td { (e.what) }
                                 td { (e.tenant) br; span.kv { (e.client_id.as_deref().unwrap_or("-")) } }
                                 td {
@@ -586,7 +525,7 @@ fn timeline_section(i: usize, tl: &TokenTimeline) -> Markup {
                                         (e.method.as_deref().unwrap_or("")) " " span.kv { (e.path.as_deref().unwrap_or("")) }
                                     } @else {
                                         @if let Some(g) = &e.scopes_granted { span.kv { (g.join(" ")) } }
-                                        @if let Some(x) = &e.expires_at { div.muted { "expires " (when_text(x)) } }
+                                        @if let Some(x) = &e.expires_at { div.muted { "expires " (when_to(x, Precision::Exact)) } }
                                         @if let Some(err) = &e.error { div.error { (err) } }
                                     }
                                 }
@@ -619,7 +558,7 @@ fn detail_body(user: &CurrentUser, a: &Alert, error: Option<&str>, extras: &Extr
         p { a href="/alerts" { "← All alerts" } }
         dl.facts #alert-facts {
             dt { "Status" } dd #alert-status { (status_badge(a.status)) }
-            dt { "Severity" } dd { (severity_badge(a)) }
+            dt { "Severity" } dd { (severity_badge(a.severity)) }
             dt { "Rule" } dd { (a.title) " " code { (a.rule) } }
             dt { "Alert id" } dd { code { (a.id) } }
             dt { "Group" } dd { (group_list(a)) }
@@ -758,10 +697,7 @@ async fn status_form(
 ) -> Result<Response, AppError> {
     match change_status(&state, &user, id.clone(), &form.status, &form.comment).await {
         Ok(a) => Ok(Redirect::to(&alert_href(&a.id)).into_response()),
-        Err(Refused::Forbidden) => Err(AppError::Forbidden),
-        Err(Refused::NotFound) => Err(AppError::NotFound),
-        Err(Refused::Internal(e)) => Err(AppError::Internal(e)),
-        Err(Refused::Bad(message)) => {
+        Err(AppError::BadRequest(message)) => {
             // The page again, with the message by the form.
             let Some(alert) = visible_alert(&state, &user, id).await? else {
                 return Err(AppError::NotFound);
@@ -775,23 +711,12 @@ async fn status_form(
             )
                 .into_response())
         }
+        Err(other) => Err(other),
     }
 }
 
-fn api_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
-fn api_internal(e: DashboardError) -> Response {
-    AppError::Internal(e).into_response()
-}
-
-fn api_forbidden() -> Response {
-    api_error(StatusCode::FORBIDDEN, "your role does not allow this")
-}
-
-fn api_not_found() -> Response {
-    api_error(StatusCode::NOT_FOUND, "no such alert")
+fn api_refused(e: AppError) -> Response {
+    e.into_api("no such alert")
 }
 
 /// `GET /api/alerts`: the alerts the caller may see that match the
@@ -802,11 +727,11 @@ async fn api_list(
     Query(filters): Query<Filters>,
 ) -> Response {
     if !user.can(Permission::ViewAlerts) {
-        return api_forbidden();
+        return api_refused(AppError::Forbidden);
     }
     match listing(&state, &user, &filters).await {
         Ok(l) => Json(l.alerts).into_response(),
-        Err(e) => api_internal(e),
+        Err(e) => api_refused(e.into()),
     }
 }
 
@@ -829,20 +754,20 @@ async fn api_get(
     Path(id): Path<String>,
 ) -> Response {
     if !user.can(Permission::ViewAlerts) {
-        return api_forbidden();
+        return api_refused(AppError::Forbidden);
     }
     let alert = match visible_alert(&state, &user, id).await {
         Ok(Some(a)) => a,
-        Ok(None) => return api_not_found(),
-        Err(e) => return api_internal(e),
+        Ok(None) => return api_refused(AppError::NotFound),
+        Err(e) => return api_refused(e.into()),
     };
     let ev = match evidence(&state, &user, &alert).await {
         Ok(ev) => ev,
-        Err(e) => return api_internal(e),
+        Err(e) => return api_refused(e.into()),
     };
     let incidents = match crate::incidents::holding(&state, &user, &alert.id).await {
         Ok(i) => i,
-        Err(e) => return api_internal(e),
+        Err(e) => return api_refused(e.into()),
     };
     Json(AlertDetail {
         alert,
@@ -871,39 +796,14 @@ async fn api_status(
     body: Bytes,
 ) -> Response {
     if !user.can(Permission::ManageAlerts) {
-        return api_forbidden();
+        return api_refused(AppError::Forbidden);
     }
-    let body: StatusBody = match serde_json::from_slice(&body) {
+    let body: StatusBody = match json_body(&body, r#"{"status": "...", "comment": "..."}"#) {
         Ok(b) => b,
-        Err(e) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                &format!("expected JSON {{\"status\": \"...\", \"comment\": \"...\"}}: {e}"),
-            )
-        }
+        Err(e) => return api_refused(e),
     };
     match change_status(&state, &user, id, &body.status, &body.comment).await {
         Ok(a) => Json(a).into_response(),
-        Err(Refused::Forbidden) => api_forbidden(),
-        Err(Refused::NotFound) => api_not_found(),
-        Err(Refused::Bad(message)) => api_error(StatusCode::BAD_REQUEST, &message),
-        Err(Refused::Internal(e)) => api_internal(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_segments_are_encoded() {
-        assert_eq!(seg("al-0123abcd"), "al-0123abcd");
-        assert_eq!(seg("a/b?c d<"), "a%2Fb%3Fc%20d%3C");
-    }
-
-    #[test]
-    fn times_read_as_utc_seconds() {
-        let t = Timestamp::parse_rfc3339("2026-03-04T05:06:07.891Z").unwrap();
-        assert_eq!(when(t), "2026-03-04 05:06:07");
+        Err(e) => api_refused(e),
     }
 }

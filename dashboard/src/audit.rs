@@ -13,9 +13,20 @@ use time::OffsetDateTime;
 
 use crate::error::{DashboardError, Result};
 
+/// Now, RFC 3339, UTC, with the clock's fraction of a second.
 pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// Now, RFC 3339 to the second, UTC: fixed width, so times sort as text
+/// (and decisions, incidents and exports read better without nanoseconds).
+pub fn now_rfc3339_secs() -> String {
+    let now = OffsetDateTime::now_utc();
+    rfc3339(now.replace_nanosecond(0).unwrap_or(now))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 

@@ -1,5 +1,6 @@
 //! The middleware every request passes: security headers, the request log
-//! and metrics, and authentication with CSRF checks.
+//! and metrics, and authentication with CSRF checks; and the two answers
+//! handlers share, a JSON API error and a file download.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::auth::{ct_eq, AuthMethod, CurrentUser};
-use crate::AppState;
+use crate::{AppError, AppState};
 
 pub const SESSION_COOKIE: &str = "sw_session";
 pub const LOGIN_COOKIE: &str = "sw_login";
@@ -121,13 +122,41 @@ fn is_api(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/") || path == "/metrics"
 }
 
-fn api_error(status: StatusCode, message: &str) -> Response {
+/// The JSON API's error answer, `{"error": "..."}`; a 401 also names the
+/// scheme to use (`WWW-Authenticate: Bearer`).
+pub(crate) fn api_error(status: StatusCode, message: &str) -> Response {
     let mut resp = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     resp
+}
+
+/// A JSON API body as `T`, or a 400 naming the `shape` expected.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, AppError> {
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("expected JSON {shape}: {e}")))
+}
+
+/// A file to download: `body` as `content_type`, saved as `filename`. The
+/// name goes into the header as it is, so callers build it from fixed
+/// text, dates and checked ids, never from log values.
+pub(crate) fn attachment(content_type: &str, filename: &str, body: impl IntoResponse) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn unauthenticated(path: &str) -> Response {

@@ -38,7 +38,7 @@ use std::sync::{Mutex, PoisonError};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -49,10 +49,11 @@ use scopewatch_rules::alert::{Alert, Severity};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::alerts::{alert_href, group_list, seg, severity_badge, status_badge, when};
-use crate::audit::Outcome;
+use crate::alerts::{alert_href, group_list, severity_badge, status_badge};
+use crate::audit::now_rfc3339_secs;
 use crate::auth::{AuthMethod, CurrentUser, Permission};
-use crate::layout::{csrf_field, page};
+use crate::http::{attachment, json_body};
+use crate::layout::{csrf_field, page, seg, when, when_to, Precision};
 use crate::{AppError, AppState, DashboardError};
 
 /// Longest title accepted.
@@ -328,15 +329,6 @@ fn apply(incidents: &mut BTreeMap<String, Incident>, r: Record) {
     inc.derive();
 }
 
-/// Now, RFC 3339 to the second, UTC: fixed width, so times sort as text.
-fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    t.replace_nanosecond(0)
-        .unwrap_or(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
-}
-
 /// `<data>/dashboard/incidents/incidents.jsonl`.
 fn log_path(data_dir: &FsPath) -> PathBuf {
     data_dir
@@ -437,7 +429,7 @@ impl Book {
     fn commit(&mut self, id: &str, by: &str, change: Change) -> Result<Incident, DashboardError> {
         let record = Record {
             id: id.to_string(),
-            at: now(),
+            at: now_rfc3339_secs(),
             by: by.to_string(),
             change,
         };
@@ -567,20 +559,6 @@ async fn alerts_by_id(
     .await
 }
 
-/// Why a change was refused.
-enum Refused {
-    Forbidden,
-    NotFound,
-    Bad(String),
-    Internal(DashboardError),
-}
-
-impl From<DashboardError> for Refused {
-    fn from(e: DashboardError) -> Self {
-        Refused::Internal(e)
-    }
-}
-
 /// Trimmed, non-empty, at most `max` characters, and (`one_line`) without
 /// control characters.
 fn required_text(what: &str, value: &str, max: usize, one_line: bool) -> Result<String, String> {
@@ -621,48 +599,21 @@ fn alert_ids<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
-/// Audits `action` on `incident/<id>` with the outcome of `result`, then
-/// hands the result on.
-async fn audited<T>(
-    state: &AppState,
-    user: &CurrentUser,
-    action: &str,
-    id: &str,
-    result: Result<T, Refused>,
-) -> Result<T, Refused> {
-    let outcome = match &result {
-        Ok(_) => Outcome::Success,
-        Err(Refused::Internal(_)) => Outcome::Failure,
-        // Refused before anything happened: nothing to record.
-        Err(_) => return result,
-    };
-    state
-        .audit(
-            &user.username,
-            action,
-            &format!("incident/{id}"),
-            outcome,
-            &user.ip,
-        )
-        .await?;
-    result
-}
-
 /// Creates an incident of `ids` titled `title` for `user`.
 async fn create(
     state: &AppState,
     user: &CurrentUser,
     title: &str,
     ids: Vec<String>,
-) -> Result<Incident, Refused> {
+) -> Result<Incident, AppError> {
     if !user.can(Permission::ManageIncidents) {
-        return Err(Refused::Forbidden);
+        return Err(AppError::Forbidden);
     }
     if ids.is_empty() {
-        return Err(Refused::Bad("Name at least one alert.".into()));
+        return Err(AppError::BadRequest("Name at least one alert.".into()));
     }
     if ids.len() > MAX_ALERTS_PER_REQUEST || ids.iter().any(|i| i.len() > MAX_ID_CHARS) {
-        return Err(Refused::Bad(format!(
+        return Err(AppError::BadRequest(format!(
             "At most {MAX_ALERTS_PER_REQUEST} alert ids at a time."
         )));
     }
@@ -670,9 +621,10 @@ async fn create(
     let mut refs = Vec::new();
     for (_, a) in found {
         // Unknown, or another tenant's: the same answer.
-        refs.push(AlertRef::of(&a.ok_or(Refused::NotFound)?));
+        refs.push(AlertRef::of(&a.ok_or(AppError::NotFound)?));
     }
-    let title = required_text("title", title, MAX_TITLE_CHARS, true).map_err(Refused::Bad)?;
+    let title =
+        required_text("title", title, MAX_TITLE_CHARS, true).map_err(AppError::BadRequest)?;
     let by = user.username.clone();
     let created = with_book(state, move |book| {
         let id = book.new_id();
@@ -687,14 +639,9 @@ async fn create(
     })
     .await;
     let id = created.as_ref().map(|i| i.id.clone()).unwrap_or_default();
-    audited(
-        state,
-        user,
-        "incident_create",
-        &id,
-        created.map_err(Refused::from),
-    )
-    .await
+    state
+        .audited(user, "incident_create", &incident_target(&id), created)
+        .await
 }
 
 /// What a change to an existing incident does.
@@ -733,23 +680,23 @@ async fn change(
     user: &CurrentUser,
     id: String,
     edit: Edit,
-) -> Result<Incident, Refused> {
+) -> Result<Incident, AppError> {
     if !user.can(Permission::ManageIncidents) {
-        return Err(Refused::Forbidden);
+        return Err(AppError::Forbidden);
     }
     let Some(current) = visible_incident(state, user, id.clone()).await? else {
-        return Err(Refused::NotFound);
+        return Err(AppError::NotFound);
     };
     let action = edit.action();
     let change = match edit {
         Edit::Status(s) => match IncidentStatus::parse(s.trim()) {
             None => {
-                return Err(Refused::Bad(
+                return Err(AppError::BadRequest(
                     "Choose a status: open, investigating, contained, resolved or closed.".into(),
                 ))
             }
             Some(to) if to == current.status => {
-                return Err(Refused::Bad(format!(
+                return Err(AppError::BadRequest(format!(
                     "The incident is already {}.",
                     to.as_str()
                 )))
@@ -760,18 +707,19 @@ async fn change(
             },
         },
         Edit::Note(text) => Change::NoteAdded {
-            text: required_text("note", &text, MAX_NOTE_CHARS, false).map_err(Refused::Bad)?,
+            text: required_text("note", &text, MAX_NOTE_CHARS, false)
+                .map_err(AppError::BadRequest)?,
         },
         Edit::Owner(owner) => {
             let owner = owner
                 .map(|o| o.trim().to_string())
                 .filter(|o| !o.is_empty());
             if owner == current.owner {
-                return Err(Refused::Bad("That is the owner already.".into()));
+                return Err(AppError::BadRequest("That is the owner already.".into()));
             }
             if let Some(o) = &owner {
                 if o.len() > MAX_ID_CHARS || !may_own(state, o, &current) {
-                    return Err(Refused::Bad(
+                    return Err(AppError::BadRequest(
                         "The owner must be an enabled user who manages incidents and sees all of this incident's tenants.".into(),
                     ));
                 }
@@ -781,17 +729,19 @@ async fn change(
         Edit::AddAlert(alert_id) => {
             let alert_id = alert_id.trim().to_string();
             if alert_id.is_empty() {
-                return Err(Refused::Bad("Give the id of the alert to add.".into()));
+                return Err(AppError::BadRequest(
+                    "Give the id of the alert to add.".into(),
+                ));
             }
             if alert_id.len() > MAX_ID_CHARS {
-                return Err(Refused::NotFound);
+                return Err(AppError::NotFound);
             }
             let found = alerts_by_id(state, user, vec![alert_id.clone()]).await?;
             let Some(alert) = found.into_iter().next().and_then(|(_, a)| a) else {
-                return Err(Refused::NotFound);
+                return Err(AppError::NotFound);
             };
             if current.alerts.iter().any(|a| a.id == alert.id) {
-                return Err(Refused::Bad(
+                return Err(AppError::BadRequest(
                     "That alert is in this incident already.".into(),
                 ));
             }
@@ -808,17 +758,15 @@ async fn change(
             .get(&key)
             .is_some_and(|i| visible(&viewer, i))
         {
-            return Ok(Err(Refused::NotFound));
+            return Ok(Err(AppError::NotFound));
         }
         book.commit(&key, &by, change).map(Ok)
     })
     .await;
-    let result = match applied {
-        Ok(Ok(i)) => Ok(i),
-        Ok(Err(r)) => Err(r),
-        Err(e) => Err(Refused::Internal(e)),
-    };
-    audited(state, user, action, &id, result).await
+    let result = applied.unwrap_or_else(|e| Err(e.into()));
+    state
+        .audited(user, action, &incident_target(&id), result)
+        .await
 }
 
 // ---------------------------------------------------------------------------
@@ -866,7 +814,7 @@ async fn bundle(
         .map(|r| r.id.as_str())
         .filter(|id| !alerts.iter().any(|a| a.id == *id))
         .collect();
-    let exported_at = now();
+    let exported_at = now_rfc3339_secs();
     let dir = seg(&inc.id);
     let incident_json = serde_json::to_vec_pretty(&serde_json::json!({
         "format": "scopewatch-incident-bundle/1",
@@ -928,17 +876,13 @@ fn incident_href(id: &str) -> String {
     format!("/incidents/{}", seg(id))
 }
 
+/// What the audit trail names an incident.
+fn incident_target(id: &str) -> String {
+    format!("incident/{id}")
+}
+
 fn status_badge_of(s: IncidentStatus) -> Markup {
     html! { span class=(s.badge_class()) { (s.as_str()) } }
-}
-
-fn sev_badge(s: Severity) -> Markup {
-    html! { span class={ "badge sev-" (s.as_str()) } { (s.as_str()) } }
-}
-
-/// `2026-11-07T10:00:00Z` as `2026-11-07 10:00:00`.
-fn at_text(rfc3339: &str) -> String {
-    rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -982,13 +926,13 @@ async fn list_page(
                 tbody {
                     @for i in &incidents {
                         tr {
-                            td { (sev_badge(i.severity)) }
+                            td { (severity_badge(i.severity)) }
                             td { a href=(incident_href(&i.id)) { (i.title) } br; code { (i.id) } }
                             td { (status_badge_of(i.status)) }
                             td { (i.owner.as_deref().unwrap_or("-")) }
                             td { (i.tenants.join(", ")) }
                             td.num { (i.alerts.len()) }
-                            td.nowrap { (at_text(&i.updated_at)) }
+                            td.nowrap { (when_to(&i.updated_at, Precision::Exact)) }
                         }
                     }
                 }
@@ -1035,12 +979,12 @@ fn detail_body(
         @if let Some(e) = error { p.error #form-error { (e) } }
         dl.facts #incident-facts {
             dt { "Status" } dd #incident-status { (status_badge_of(inc.status)) }
-            dt { "Severity" } dd { (sev_badge(inc.severity)) }
+            dt { "Severity" } dd { (severity_badge(inc.severity)) }
             dt { "Owner" } dd #incident-owner { (inc.owner.as_deref().unwrap_or("nobody yet")) }
             dt { "Tenants" } dd { (inc.tenants.join(", ")) }
             dt { "Incident id" } dd { code { (inc.id) } }
-            dt { "Opened (UTC)" } dd { (at_text(&inc.created_at)) " by " (inc.created_by) }
-            dt { "Updated (UTC)" } dd { (at_text(&inc.updated_at)) }
+            dt { "Opened (UTC)" } dd { (when_to(&inc.created_at, Precision::Exact)) " by " (inc.created_by) }
+            dt { "Updated (UTC)" } dd { (when_to(&inc.updated_at, Precision::Exact)) }
         }
         p { a #bundle href={ (href) "/bundle.tar" } { "Download the evidence bundle (tar: JSON, CSV, SHA-256 manifest)" } }
         h2 { "Alerts" }
@@ -1054,7 +998,7 @@ fn detail_body(
                     @match a {
                         Some(a) => {
                             tr {
-                                td { (severity_badge(a)) }
+                                td { (severity_badge(a.severity)) }
                                 td { a href=(alert_href(&a.id)) { (a.title) } br; code { (a.id) } }
                                 td { (group_list(a)) }
                                 td.nowrap { (when(a.first_seen)) }
@@ -1078,7 +1022,7 @@ fn detail_body(
                 thead { tr { th { "When (UTC)" } th { "Author" } th { "Note" } } }
                 tbody {
                     @for n in &inc.notes {
-                        tr { td.nowrap { (at_text(&n.at)) } td { (n.author) } td.comment { (n.text) } }
+                        tr { td.nowrap { (when_to(&n.at, Precision::Exact)) } td { (n.author) } td.comment { (n.text) } }
                     }
                 }
             }
@@ -1126,7 +1070,7 @@ fn detail_body(
             thead { tr { th { "When (UTC)" } th { "By" } th { "Change" } } }
             tbody {
                 @for h in &inc.history {
-                    tr { td.nowrap { (at_text(&h.at)) } td { (h.by) } td { (h.detail) } }
+                    tr { td.nowrap { (when_to(&h.at, Precision::Exact)) } td { (h.by) } td { (h.detail) } }
                 }
             }
         }
@@ -1180,10 +1124,7 @@ async fn create_form(
     );
     match create(&state, &user, title, ids).await {
         Ok(i) => Ok(Redirect::to(&incident_href(&i.id)).into_response()),
-        Err(Refused::Forbidden) => Err(AppError::Forbidden),
-        Err(Refused::NotFound) => Err(AppError::NotFound),
-        Err(Refused::Bad(m)) => Err(AppError::BadRequest(m)),
-        Err(Refused::Internal(e)) => Err(AppError::Internal(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -1221,15 +1162,13 @@ async fn edit_form(
 ) -> Result<Response, AppError> {
     match change(&state, &user, id.clone(), edit).await {
         Ok(i) => Ok(Redirect::to(&incident_href(&i.id)).into_response()),
-        Err(Refused::Forbidden) => Err(AppError::Forbidden),
-        Err(Refused::NotFound) => Err(AppError::NotFound),
-        Err(Refused::Internal(e)) => Err(AppError::Internal(e)),
-        Err(Refused::Bad(message)) => {
+        Err(AppError::BadRequest(message)) => {
             let inc = visible_incident(&state, &user, id)
                 .await?
                 .ok_or(AppError::NotFound)?;
             detail_response(&state, &user, inc, Some(&message), StatusCode::BAD_REQUEST).await
         }
+        Err(other) => Err(other),
     }
 }
 
@@ -1281,21 +1220,9 @@ async fn bundle_download(
         .ok_or(AppError::NotFound)?;
     let id = inc.id.clone();
     let built = bundle(&state, &user, inc).await;
-    let outcome = if built.is_ok() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    state
-        .audit(
-            &user.username,
-            "incident_export",
-            &format!("incident/{id}"),
-            outcome,
-            &user.ip,
-        )
+    let tar = state
+        .audited(&user, "incident_export", &incident_target(&id), built)
         .await?;
-    let tar = built?;
     // Incident ids are `inc-<hex>`; anything else is replaced, so the
     // header stays a plain token.
     let file: String = id
@@ -1308,39 +1235,19 @@ async fn bundle_download(
             }
         })
         .collect();
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-tar".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file}-evidence.tar\""),
-            ),
-        ],
+    Ok(attachment(
+        "application/x-tar",
+        &format!("{file}-evidence.tar"),
         tar,
-    )
-        .into_response())
+    ))
 }
 
 // ---------------------------------------------------------------------------
 // JSON API
 // ---------------------------------------------------------------------------
 
-fn api_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
-fn api_refused(r: Refused) -> Response {
-    match r {
-        Refused::Forbidden => api_error(StatusCode::FORBIDDEN, "your role does not allow this"),
-        Refused::NotFound => api_error(StatusCode::NOT_FOUND, "no such incident or alert"),
-        Refused::Bad(m) => api_error(StatusCode::BAD_REQUEST, &m),
-        Refused::Internal(e) => AppError::Internal(e).into_response(),
-    }
-}
-
-/// The JSON body as `T`, or a message naming the expected `shape`.
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes, shape: &str) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("expected JSON {shape}: {e}"))
+fn api_refused(e: AppError) -> Response {
+    e.into_api("no such incident or alert")
 }
 
 /// `GET /api/incidents`
@@ -1350,11 +1257,11 @@ async fn api_list(
     Query(filter): Query<ListFilter>,
 ) -> Response {
     if !user.can(Permission::ViewIncidents) {
-        return api_refused(Refused::Forbidden);
+        return api_refused(AppError::Forbidden);
     }
     match listing(&state, &user, &filter.status).await {
         Ok(l) => Json(l).into_response(),
-        Err(e) => api_refused(Refused::Internal(e)),
+        Err(e) => api_refused(e.into()),
     }
 }
 
@@ -1365,12 +1272,12 @@ async fn api_get(
     Path(id): Path<String>,
 ) -> Response {
     if !user.can(Permission::ViewIncidents) {
-        return api_refused(Refused::Forbidden);
+        return api_refused(AppError::Forbidden);
     }
     match visible_incident(&state, &user, id).await {
         Ok(Some(i)) => Json(i).into_response(),
-        Ok(None) => api_refused(Refused::NotFound),
-        Err(e) => api_refused(Refused::Internal(e)),
+        Ok(None) => api_refused(AppError::NotFound),
+        Err(e) => api_refused(e.into()),
     }
 }
 
@@ -1384,11 +1291,11 @@ struct CreateBody {
 /// answers 201 and the incident.
 async fn api_create(State(state): State<AppState>, user: CurrentUser, body: Bytes) -> Response {
     if !user.can(Permission::ManageIncidents) {
-        return api_refused(Refused::Forbidden);
+        return api_refused(AppError::Forbidden);
     }
-    let b: CreateBody = match parse_body(&body, "{\"title\": \"...\", \"alerts\": [\"...\"]}") {
+    let b: CreateBody = match json_body(&body, r#"{"title": "...", "alerts": ["..."]}"#) {
         Ok(b) => b,
-        Err(m) => return api_error(StatusCode::BAD_REQUEST, &m),
+        Err(e) => return api_refused(e),
     };
     let ids = alert_ids(b.alerts.iter().map(String::as_str));
     match create(&state, &user, &b.title, ids).await {
@@ -1401,14 +1308,14 @@ async fn api_edit(
     state: AppState,
     user: CurrentUser,
     id: String,
-    edit: Result<Edit, String>,
+    edit: Result<Edit, AppError>,
 ) -> Response {
     if !user.can(Permission::ManageIncidents) {
-        return api_refused(Refused::Forbidden);
+        return api_refused(AppError::Forbidden);
     }
     let edit = match edit {
         Ok(e) => e,
-        Err(m) => return api_error(StatusCode::BAD_REQUEST, &m),
+        Err(e) => return api_refused(e),
     };
     match change(&state, &user, id, edit).await {
         Ok(i) => Json(i).into_response(),
@@ -1443,7 +1350,7 @@ async fn api_status(
     body: Bytes,
 ) -> Response {
     let edit =
-        parse_body::<StatusBody>(&body, "{\"status\": \"...\"}").map(|b| Edit::Status(b.status));
+        json_body::<StatusBody>(&body, "{\"status\": \"...\"}").map(|b| Edit::Status(b.status));
     api_edit(state, user, id, edit).await
 }
 
@@ -1453,7 +1360,7 @@ async fn api_note(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let edit = parse_body::<NoteBody>(&body, "{\"text\": \"...\"}").map(|b| Edit::Note(b.text));
+    let edit = json_body::<NoteBody>(&body, "{\"text\": \"...\"}").map(|b| Edit::Note(b.text));
     api_edit(state, user, id, edit).await
 }
 
@@ -1463,8 +1370,8 @@ async fn api_owner(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let edit = parse_body::<OwnerBody>(&body, "{\"owner\": \"...\" or null}")
-        .map(|b| Edit::Owner(b.owner));
+    let edit =
+        json_body::<OwnerBody>(&body, "{\"owner\": \"...\" or null}").map(|b| Edit::Owner(b.owner));
     api_edit(state, user, id, edit).await
 }
 
@@ -1475,7 +1382,7 @@ async fn api_add_alert(
     body: Bytes,
 ) -> Response {
     let edit =
-        parse_body::<AlertBody>(&body, "{\"alert\": \"...\"}").map(|b| Edit::AddAlert(b.alert));
+        json_body::<AlertBody>(&body, "{\"alert\": \"...\"}").map(|b| Edit::AddAlert(b.alert));
     api_edit(state, user, id, edit).await
 }
 

@@ -2,6 +2,7 @@
 //! the embedded stylesheet. maud escapes every interpolated value.
 
 use maud::{html, Markup, DOCTYPE};
+use scopewatch_model::events::Timestamp;
 
 use crate::auth::{CurrentUser, Permission};
 
@@ -126,11 +127,73 @@ pub fn num(n: u64) -> String {
     out
 }
 
-/// `2026-11-20 13:04:05` from an RFC 3339 time (UTC), for tables; the API
-/// keeps RFC 3339.
-pub fn when_str(t: &str) -> String {
+/// How much of a time [`when_to`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// `2026-11-20 13:04`
+    Minute,
+    /// `2026-11-20 13:04:05`
+    Second,
+    /// All the time holds: `2026-11-20 13:04:05.123456` for events (µs).
+    Exact,
+}
+
+/// A UTC time in RFC 3339 as tables show it, `2026-11-20 13:04:05` to the
+/// `precision` asked for; the API keeps RFC 3339.
+pub fn when_to(t: &str, precision: Precision) -> String {
     let t = t.trim_end_matches('Z');
-    let t = t.split('.').next().unwrap_or(t);
-    let t = t.split('+').next().unwrap_or(t);
-    t.replacen('T', " ", 1)
+    let t = t.split('+').next().unwrap_or(t).replacen('T', " ", 1);
+    match precision {
+        Precision::Minute => t.chars().take(16).collect(),
+        Precision::Second => t.split('.').next().unwrap_or(&t).to_string(),
+        Precision::Exact => t,
+    }
+}
+
+/// [`when_to`] to the second, the tables' usual precision.
+pub fn when_str(t: &str) -> String {
+    when_to(t, Precision::Second)
+}
+
+/// [`when_str`] of a [`Timestamp`].
+pub fn when(t: Timestamp) -> String {
+    when_str(&t.to_string())
+}
+
+/// A filter's `<select>`: "any" (the empty value) and then `options`
+/// (value, text), with `current` selected.
+pub fn select(name: &str, label: &str, current: &str, options: &[(String, String)]) -> Markup {
+    html! {
+        div.field {
+            label for={ "f-" (name) } { (label) }
+            select id={ "f-" (name) } name=(name) {
+                option value="" selected[current.is_empty()] { "any" }
+                @for (value, text) in options {
+                    option value=(value) selected[current == value] { (text) }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(seg("al-0123abcd"), "al-0123abcd");
+        assert_eq!(seg("a/b?c d<"), "a%2Fb%3Fc%20d%3C");
+    }
+
+    #[test]
+    fn times_read_as_utc_to_the_precision_asked() {
+        let t = "2026-03-04T05:06:07.891234Z";
+        assert_eq!(when_to(t, Precision::Minute), "2026-03-04 05:06");
+        assert_eq!(when_to(t, Precision::Second), "2026-03-04 05:06:07");
+        assert_eq!(when_to(t, Precision::Exact), "2026-03-04 05:06:07.891234");
+        assert_eq!(when_str("2026-03-04T05:06:07+00:00"), "2026-03-04 05:06:07");
+        let t = Timestamp::parse_rfc3339("2026-03-04T05:06:07.891Z").unwrap();
+        assert_eq!(when(t), "2026-03-04 05:06:07");
+    }
 }

@@ -167,12 +167,36 @@ impl AppState {
             .await
             .map_err(|e| DashboardError::Task(e.to_string()))?
     }
+
+    /// Audits `action` on `target` by `user` with the outcome of `result`
+    /// (a success, or a failure when something broke), then hands the
+    /// result on. A refusal (403, 404, 400) came before anything was tried:
+    /// it is not recorded.
+    pub async fn audited<T, E: Into<AppError>>(
+        &self,
+        user: &CurrentUser,
+        action: &str,
+        target: &str,
+        result: Result<T, E>,
+    ) -> Result<T, AppError> {
+        let result = result.map_err(Into::into);
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(AppError::Internal(_)) => Outcome::Failure,
+            Err(_) => return result,
+        };
+        self.audit(&user.username, action, target, outcome, &user.ip)
+            .await?;
+        result
+    }
 }
 
-/// A handler error: a missing permission (403), something missing or not
-/// for this user's eyes (404, the same page either way), a bad form (400,
-/// with a message for the user), or a failure that is logged in full and
-/// answered with a plain 500.
+/// A handler error, or why an action was refused: a missing permission
+/// (403), something missing or not for this user's eyes (404, the same
+/// answer either way), a bad form or body (400, with a message for the
+/// user), or a failure that is logged in full and answered with a plain
+/// 500. Pages answer it as HTML ([`IntoResponse`]), the JSON API with
+/// [`AppError::into_api`].
 #[derive(Debug)]
 pub enum AppError {
     Forbidden,
@@ -184,6 +208,20 @@ pub enum AppError {
 impl AppError {
     pub fn task(e: tokio::task::JoinError) -> Self {
         Self::Internal(DashboardError::Task(e.to_string()))
+    }
+
+    /// The JSON API's answer: `{"error": "..."}` with the status a page
+    /// would have; `not_found` says what was missing. A 500 is the plain
+    /// one of the pages: the detail goes to the log only.
+    pub fn into_api(self, not_found: &str) -> Response {
+        match self {
+            Self::Forbidden => {
+                http::api_error(StatusCode::FORBIDDEN, "your role does not allow this")
+            }
+            Self::NotFound => http::api_error(StatusCode::NOT_FOUND, not_found),
+            Self::BadRequest(message) => http::api_error(StatusCode::BAD_REQUEST, &message),
+            internal @ Self::Internal(_) => internal.into_response(),
+        }
     }
 }
 

@@ -26,9 +26,10 @@ use scopewatch_model::registry::App;
 use scopewatch_rules::alert::{Alert, AlertStatus, Severity};
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{alert_href, severity_badge};
 use crate::auth::{CurrentUser, Permission};
 use crate::insights::Snapshot;
-use crate::layout::{num, page, qv, seg, when_str};
+use crate::layout::{num, page, qv, seg, select, when, when_str};
 use crate::{AppError, AppState, DashboardError};
 
 /// The data pages' routes, merged into [`crate::router`].
@@ -518,7 +519,7 @@ async fn overview(State(state): State<AppState>, user: CurrentUser) -> Result<Re
                             @for s in Severity::ALL.iter().rev() {
                                 @let c = by_sev.get(s.as_str()).copied().unwrap_or([0; 3]);
                                 tr {
-                                    td { a href={ "/alerts?severity=" (s.as_str()) } { span class={ "badge sev-" (s.as_str()) } { (s.as_str()) } } }
+                                    td { a href={ "/alerts?severity=" (s.as_str()) } { (severity_badge(*s)) } }
                                     td.num { (c[0]) } td.num { (c[1]) } td.num { (c[2]) }
                                 }
                             }
@@ -604,20 +605,6 @@ async fn api_overview(
 // ---------------------------------------------------------------------------
 // Apps
 // ---------------------------------------------------------------------------
-
-fn select(name: &str, label: &str, current: &str, options: &[(String, String)]) -> Markup {
-    html! {
-        div.field {
-            label for={ "f-" (name) } { (label) }
-            select id={ "f-" (name) } name=(name) {
-                option value="" selected[current.is_empty()] { "any" }
-                @for (value, text) in options {
-                    option value=(value) selected[current == value] { (text) }
-                }
-            }
-        }
-    }
-}
 
 fn apps_table(apps: &[AppSummary], filters: &AppFilters, action: &str) -> Markup {
     let head = |label: &str, key: &str, class: &str| {
@@ -863,6 +850,20 @@ fn matrix_section(r: &AppTenant) -> Markup {
     }
 }
 
+/// The app x tenant rows `user` may see that `keep` picks; a 404 when there
+/// are none, so an unknown app or tenant and one not theirs look alike.
+fn visible_rows<'a>(
+    snap: &'a Snapshot,
+    user: &'a CurrentUser,
+    keep: impl Fn(&AppTenant) -> bool,
+) -> Result<Vec<&'a AppTenant>, AppError> {
+    let rows: Vec<&AppTenant> = snap.visible_apps(user).filter(|r| keep(r)).collect();
+    if rows.is_empty() {
+        return Err(AppError::NotFound);
+    }
+    Ok(rows)
+}
+
 /// `GET /apps/{client_id}`: 404 unless the user sees some tenant of it.
 async fn app_page(
     State(state): State<AppState>,
@@ -871,13 +872,7 @@ async fn app_page(
 ) -> Result<Response, AppError> {
     user.require(Permission::ViewData)?;
     let snap = state.insights.snapshot().await?;
-    let rows: Vec<&AppTenant> = snap
-        .visible_apps(&user)
-        .filter(|r| r.client_id == client_id)
-        .collect();
-    if rows.is_empty() {
-        return Err(AppError::NotFound);
-    }
+    let rows = visible_rows(&snap, &user, |r| r.client_id == client_id)?;
     let alerts: Vec<Alert> = visible_alerts(&state, &user)
         .await?
         .into_iter()
@@ -922,10 +917,10 @@ async fn app_page(
                     tbody {
                         @for a in &alerts {
                             tr {
-                                td { span class={ "badge sev-" (a.severity.as_str()) } { (a.severity.as_str()) } }
-                                td { a href={ "/alerts/" (seg(&a.id)) } { (a.title) } }
+                                td { (severity_badge(a.severity)) }
+                                td { a href=(alert_href(&a.id)) { (a.title) } }
                                 td { (a.group.get("tenant").map(String::as_str).unwrap_or("")) }
-                                td.nowrap { (when_str(&a.last_seen.to_string())) }
+                                td.nowrap { (when(a.last_seen)) }
                                 td { (a.status.as_str().replace('_', " ")) }
                             }
                         }
@@ -946,13 +941,7 @@ async fn api_app(
 ) -> Result<Response, AppError> {
     user.require(Permission::ViewData)?;
     let snap = state.insights.snapshot().await?;
-    let rows: Vec<&AppTenant> = snap
-        .visible_apps(&user)
-        .filter(|r| r.client_id == client_id)
-        .collect();
-    if rows.is_empty() {
-        return Err(AppError::NotFound);
-    }
+    let rows = visible_rows(&snap, &user, |r| r.client_id == client_id)?;
     let registry = snap
         .registry
         .app(&client_id)
@@ -1071,13 +1060,7 @@ async fn tenant_page(
     user.require(Permission::ViewData)?;
     let snap = state.insights.snapshot().await?;
     filters.tenant = tenant.clone();
-    let rows: Vec<&AppTenant> = snap
-        .visible_apps(&user)
-        .filter(|r| r.tenant == tenant)
-        .collect();
-    if rows.is_empty() {
-        return Err(AppError::NotFound);
-    }
+    let rows = visible_rows(&snap, &user, |r| r.tenant == tenant)?;
     let mut apps = summarise(rows.iter().copied(), &snap.registry);
     filters.sort(&mut apps);
     let chart_rows: Vec<(&str, &str, u64)> = snap

@@ -53,7 +53,7 @@ use std::sync::{Mutex, PoisonError};
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -66,9 +66,10 @@ use scopewatch_analytics::report::csv_field;
 use scopewatch_model::registry::{scope_approved, Registry};
 use scopewatch_model::scope::{ResourceScope, Scope};
 
-use crate::audit::Outcome;
+use crate::audit::{now_rfc3339_secs, Outcome};
 use crate::auth::{CurrentUser, Permission};
-use crate::layout::{csrf_field, page};
+use crate::http::{attachment, json_body};
+use crate::layout::{csrf_field, page, when_to, Precision};
 use crate::{AppError, AppState, DashboardError};
 
 /// Longest justification accepted (characters, after trimming).
@@ -206,16 +207,6 @@ pub struct Decision {
     pub decided_by: String,
     /// RFC 3339, UTC.
     pub decided_at: String,
-}
-
-/// Now, RFC 3339 to the second, UTC (decisions and exports read better
-/// without nanoseconds).
-fn now_rfc3339() -> String {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| crate::audit::now_rfc3339())
 }
 
 fn store_dir(state: &AppState) -> PathBuf {
@@ -554,31 +545,6 @@ async fn load_all_seen(state: &AppState, user: &CurrentUser) -> Result<Vec<Seen>
 // Creating a campaign
 // ---------------------------------------------------------------------------
 
-/// Why a create or a decision was refused.
-enum Refused {
-    Forbidden,
-    NotFound,
-    Bad(String),
-    Internal(DashboardError),
-}
-
-impl From<DashboardError> for Refused {
-    fn from(e: DashboardError) -> Self {
-        Refused::Internal(e)
-    }
-}
-
-impl From<Refused> for AppError {
-    fn from(r: Refused) -> Self {
-        match r {
-            Refused::Forbidden => AppError::Forbidden,
-            Refused::NotFound => AppError::NotFound,
-            Refused::Bad(m) => AppError::BadRequest(m),
-            Refused::Internal(e) => AppError::Internal(e),
-        }
-    }
-}
-
 fn parse_day(field: &str, s: &str) -> Result<Date, String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(s.trim(), format).map_err(|_| {
@@ -667,11 +633,11 @@ async fn create_campaign(
     name: &str,
     from: &str,
     to: &str,
-) -> Result<Campaign, Refused> {
+) -> Result<Campaign, AppError> {
     if !user.can(Permission::Recertify) {
-        return Err(Refused::Forbidden);
+        return Err(AppError::Forbidden);
     }
-    let (name, from, to) = check_new(name, from, to).map_err(Refused::Bad)?;
+    let (name, from, to) = check_new(name, from, to).map_err(AppError::BadRequest)?;
     let insights = state.insights.clone();
     let stale_after_days = insights.settings().stale_after_days;
     let (rows, registry_problem) = state
@@ -698,7 +664,7 @@ async fn create_campaign(
         from: from.to_string(),
         to: to.to_string(),
         created_by: user.username.clone(),
-        created_at: now_rfc3339(),
+        created_at: now_rfc3339_secs(),
         tenants: user.tenant_filter().map(<[String]>::to_vec),
         stale_after_days,
         registry_problem,
@@ -707,21 +673,14 @@ async fn create_campaign(
     let dir = store_dir(state);
     let stored = campaign.clone();
     let written = with_store(move || write_campaign(&dir, &stored)).await;
-    let outcome = if written.is_ok() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
     state
-        .audit(
-            &user.username,
+        .audited(
+            user,
             "recert_create",
             &format!("recert/{}", campaign.id),
-            outcome,
-            &user.ip,
+            written,
         )
         .await?;
-    written?;
     Ok(campaign)
 }
 
@@ -819,16 +778,16 @@ async fn decide(
     user: &CurrentUser,
     id: String,
     input: DecisionInput,
-) -> Result<Decision, Refused> {
+) -> Result<Decision, AppError> {
     if !user.can(Permission::Recertify) {
-        return Err(Refused::Forbidden);
+        return Err(AppError::Forbidden);
     }
     let dir = store_dir(state);
     let who = user.clone();
     let target = format!("recert/{id}/{}/{}", input.client_id, input.tenant);
     let result = with_store(move || {
         let Some(c) = read_campaign(&dir, &id)? else {
-            return Ok(Err(Refused::NotFound));
+            return Ok(Err(AppError::NotFound));
         };
         let row = c
             .rows
@@ -836,28 +795,28 @@ async fn decide(
             .find(|r| r.client_id == input.client_id && r.tenant == input.tenant);
         let row = match row {
             Some(r) if campaign_visible(&who, &c) && row_visible(&who, r) => r,
-            _ => return Ok(Err(Refused::NotFound)),
+            _ => return Ok(Err(AppError::NotFound)),
         };
         let Some(verdict) = Verdict::parse(&input.decision) else {
-            return Ok(Err(Refused::Bad(
+            return Ok(Err(AppError::BadRequest(
                 "Choose a decision: keep, narrow or revoke.".into(),
             )));
         };
         let justification = input.justification.trim();
         if justification.is_empty() {
-            return Ok(Err(Refused::Bad(
+            return Ok(Err(AppError::BadRequest(
                 "A justification is required: say why access is kept, narrowed or revoked.".into(),
             )));
         }
         if justification.chars().count() > MAX_JUSTIFICATION_CHARS {
-            return Ok(Err(Refused::Bad(format!(
+            return Ok(Err(AppError::BadRequest(format!(
                 "The justification is too long (at most {MAX_JUSTIFICATION_CHARS} characters)."
             ))));
         }
         let scopes = match verdict {
             Verdict::Narrow => match check_narrowing(row, &input.scopes) {
                 Ok(s) => s,
-                Err(m) => return Ok(Err(Refused::Bad(m))),
+                Err(m) => return Ok(Err(AppError::BadRequest(m))),
             },
             Verdict::Keep | Verdict::Revoke => Vec::new(),
         };
@@ -868,27 +827,16 @@ async fn decide(
             scopes,
             justification: justification.to_string(),
             decided_by: who.username.clone(),
-            decided_at: now_rfc3339(),
+            decided_at: now_rfc3339_secs(),
         };
         append_decision(&dir, &c.id, &d)?;
         Ok(Ok(d))
     })
     .await;
-    let outcome = match &result {
-        Ok(Ok(_)) => Outcome::Success,
-        Ok(Err(_)) => return result?,
-        Err(_) => Outcome::Failure,
-    };
+    let result = result.unwrap_or_else(|e| Err(e.into()));
     state
-        .audit(
-            &user.username,
-            "recert_decision",
-            &target,
-            outcome,
-            &user.ip,
-        )
-        .await?;
-    result?
+        .audited(user, "recert_decision", &target, result)
+        .await
 }
 
 // ---------------------------------------------------------------------------
@@ -898,12 +846,6 @@ async fn decide(
 fn campaign_href(id: &str) -> String {
     // Ids are checked to be `rc-<hex>` before any use; nothing to encode.
     format!("/recert/{id}")
-}
-
-/// `YYYY-MM-DD HH:MM` of an RFC 3339 time, for tables.
-fn when(t: &str) -> String {
-    let t = t.trim_end_matches('Z').replacen('T', " ", 1);
-    t.chars().take(16).collect()
 }
 
 fn tenants_text(tenants: &Option<Vec<String>>) -> String {
@@ -955,7 +897,7 @@ fn list_body(user: &CurrentUser, seen: &[Seen], form: &NewForm<'_>) -> Markup {
                             td.nowrap { (sum.from) " – " (sum.to) }
                             td { (tenants_text(&sum.tenants)) }
                             td { (sum.created_by) }
-                            td.nowrap { (when(&sum.created_at)) }
+                            td.nowrap { (when_to(&sum.created_at, Precision::Minute)) }
                             td.nowrap {
                                 progress value=(sum.decided) max=(sum.total.max(1)) { (sum.percent) " %" }
                                 " " span.progress-text { (sum.decided) " / " (sum.total) }
@@ -1030,7 +972,7 @@ async fn create_form(
 ) -> Result<Response, AppError> {
     match create_campaign(&state, &user, &form.name, &form.from, &form.to).await {
         Ok(c) => Ok(Redirect::to(&campaign_href(&c.id)).into_response()),
-        Err(Refused::Bad(message)) => {
+        Err(AppError::BadRequest(message)) => {
             let seen = load_all_seen(&state, &user).await?;
             let f = NewForm {
                 name: &form.name,
@@ -1045,7 +987,7 @@ async fn create_form(
             )
                 .into_response())
         }
-        Err(other) => Err(other.into()),
+        Err(other) => Err(other),
     }
 }
 
@@ -1122,7 +1064,7 @@ fn row_card(user: &CurrentUser, id: &str, i: usize, r: &RowOut<'_>) -> Markup {
                 dt { "Owner" } dd { (row.owner.as_deref().unwrap_or("— (not in the registry)")) }
                 dt { "Status" } dd { (row.status.as_deref().unwrap_or("unregistered")) }
                 dt { "Calls" } dd { (row.calls) " allowed, " (row.denied_calls) " denied, " (row.patients) " distinct patients" }
-                dt { "Last call (UTC)" } dd { (row.last_call.as_deref().map(when).unwrap_or_else(|| "none in the period".into())) }
+                dt { "Last call (UTC)" } dd { (row.last_call.as_deref().map(|t| when_to(t, Precision::Minute)).unwrap_or_else(|| "none in the period".into())) }
                 dt { "Scope creep" } dd { (row.creep_score) " / 100 (" (row.creep_band) ")"
                     @if row.stale { " · " span.badge.st-open { "stale" } }
                     @if row.too_new_to_judge { " · " span.badge { "too new to judge" } } }
@@ -1139,7 +1081,7 @@ fn row_card(user: &CurrentUser, id: &str, i: usize, r: &RowOut<'_>) -> Markup {
                     p {
                         strong { "Decided: " } (verdict_badge(Some(d)))
                         @if d.decision == Verdict::Narrow { " to " code { (d.scopes.join(" ")) } }
-                        " by " (d.decided_by) " at " (when(&d.decided_at)) " UTC"
+                        " by " (d.decided_by) " at " (when_to(&d.decided_at, Precision::Minute)) " UTC"
                     }
                     p.comment { (d.justification) }
                 }
@@ -1151,7 +1093,7 @@ fn row_card(user: &CurrentUser, id: &str, i: usize, r: &RowOut<'_>) -> Markup {
                             tbody {
                                 @for h in &r.history {
                                     tr {
-                                        td.nowrap { (when(&h.decided_at)) }
+                                        td.nowrap { (when_to(&h.decided_at, Precision::Minute)) }
                                         td { (h.decided_by) }
                                         td { (verdict_badge(Some(h))) }
                                         td { code { (h.scopes.join(" ")) } }
@@ -1193,7 +1135,7 @@ fn detail_body(user: &CurrentUser, seen: &Seen, error: Option<&str>) -> Markup {
             dt { "Campaign id" } dd { code { (c.id) } }
             dt { "Period" } dd { (c.from) " – " (c.to) }
             dt { "Tenants" } dd { (tenants_text(&c.tenants)) }
-            dt { "Created" } dd { (when(&c.created_at)) " UTC by " (c.created_by) }
+            dt { "Created" } dd { (when_to(&c.created_at, Precision::Minute)) " UTC by " (c.created_by) }
             dt { "Evidence" } dd { "The scope matrix over the period, frozen at creation; stale after " (c.stale_after_days) " days without activity." }
             @if let Some(p) = &c.registry_problem { dt { "Registry" } dd.error { (p) } }
         }
@@ -1270,7 +1212,7 @@ async fn decision_form(
     };
     match decide(&state, &user, id.clone(), input).await {
         Ok(_) => Ok(Redirect::to(&campaign_href(&id)).into_response()),
-        Err(Refused::Bad(message)) => {
+        Err(AppError::BadRequest(message)) => {
             let Some(seen) = load_seen(&state, &user, id).await? else {
                 return Err(AppError::NotFound);
             };
@@ -1282,7 +1224,7 @@ async fn decision_form(
             )
                 .into_response())
         }
-        Err(other) => Err(other.into()),
+        Err(other) => Err(other),
     }
 }
 
@@ -1321,20 +1263,6 @@ async fn for_export(
         .audit(&user.username, action, &target, Outcome::Success, &user.ip)
         .await?;
     Ok(Ok(seen))
-}
-
-fn attachment(content_type: &str, filename: &str, body: String) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{filename}\""),
-            ),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// The CSV: one line per row with its current decision and evidence counts.
@@ -1446,7 +1374,7 @@ async fn export_json(
     let export = JsonExport {
         campaign: seen.summary(),
         exported_by: &user.username,
-        exported_at: now_rfc3339(),
+        exported_at: now_rfc3339_secs(),
         rows: seen.rows(),
     };
     let body = serde_json::to_string_pretty(&export)
@@ -1505,7 +1433,7 @@ async fn export_patch(
         limit: user.tenant_filter(),
         today: OffsetDateTime::now_utc().date(),
         exported_by: &user.username,
-        exported_at: &now_rfc3339(),
+        exported_at: &now_rfc3339_secs(),
     };
     let file = path.display().to_string();
     match registry_patch(&text, &file, &input) {
@@ -1907,27 +1835,18 @@ pub fn registry_patch(
 // JSON API
 // ---------------------------------------------------------------------------
 
-fn api_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
-fn api_refused(r: Refused) -> Response {
-    match r {
-        Refused::Forbidden => api_error(StatusCode::FORBIDDEN, "your role does not allow this"),
-        Refused::NotFound => api_error(StatusCode::NOT_FOUND, "no such campaign or row"),
-        Refused::Bad(m) => api_error(StatusCode::BAD_REQUEST, &m),
-        Refused::Internal(e) => AppError::Internal(e).into_response(),
-    }
+fn api_refused(e: AppError) -> Response {
+    e.into_api("no such campaign or row")
 }
 
 /// `GET /api/recert`: the campaigns the caller may see, newest first.
 async fn api_list(State(state): State<AppState>, user: CurrentUser) -> Response {
     if !user.can(Permission::ViewRecertification) {
-        return api_refused(Refused::Forbidden);
+        return api_refused(AppError::Forbidden);
     }
     match load_all_seen(&state, &user).await {
         Ok(seen) => Json(seen.iter().map(Seen::summary).collect::<Vec<_>>()).into_response(),
-        Err(e) => api_refused(Refused::Internal(e)),
+        Err(e) => api_refused(e.into()),
     }
 }
 
@@ -1942,16 +1861,11 @@ struct CreateBody {
 /// campaign's summary (201).
 async fn api_create(State(state): State<AppState>, user: CurrentUser, body: Bytes) -> Response {
     if !user.can(Permission::Recertify) {
-        return api_refused(Refused::Forbidden);
+        return api_refused(AppError::Forbidden);
     }
-    let body: CreateBody = match serde_json::from_slice(&body) {
+    let body: CreateBody = match json_body(&body, r#"{"name", "from", "to"}"#) {
         Ok(b) => b,
-        Err(e) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                &format!("expected JSON {{\"name\", \"from\", \"to\"}}: {e}"),
-            )
-        }
+        Err(e) => return api_refused(e),
     };
     match create_campaign(&state, &user, &body.name, &body.from, &body.to).await {
         Ok(c) => {
@@ -1983,7 +1897,7 @@ async fn api_get(
     UrlPath(id): UrlPath<String>,
 ) -> Response {
     if !user.can(Permission::ViewRecertification) {
-        return api_refused(Refused::Forbidden);
+        return api_refused(AppError::Forbidden);
     }
     match load_seen(&state, &user, id).await {
         Ok(Some(seen)) => Json(CampaignOut {
@@ -1995,8 +1909,8 @@ async fn api_get(
             rows: seen.rows(),
         })
         .into_response(),
-        Ok(None) => api_refused(Refused::NotFound),
-        Err(e) => api_refused(Refused::Internal(e)),
+        Ok(None) => api_refused(AppError::NotFound),
+        Err(e) => api_refused(e.into()),
     }
 }
 
@@ -2027,16 +1941,14 @@ async fn api_decide(
     body: Bytes,
 ) -> Response {
     if !user.can(Permission::Recertify) {
-        return api_refused(Refused::Forbidden);
+        return api_refused(AppError::Forbidden);
     }
-    let body: DecisionBody = match serde_json::from_slice(&body) {
+    let body: DecisionBody = match json_body(
+        &body,
+        r#"{"client_id", "tenant", "decision", "scopes", "justification"}"#,
+    ) {
         Ok(b) => b,
-        Err(e) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                &format!("expected JSON {{\"client_id\", \"tenant\", \"decision\", \"scopes\", \"justification\"}}: {e}"),
-            )
-        }
+        Err(e) => return api_refused(e),
     };
     let scopes = match body.scopes {
         None => Vec::new(),

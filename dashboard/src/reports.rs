@@ -10,7 +10,6 @@
 //! and `GET /api/reports` (query: `from`, `to`, `tenant`, `app`, `format`).
 
 use axum::extract::{Query, State};
-use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -19,8 +18,8 @@ use scopewatch_analytics::report;
 use serde::Deserialize;
 use time::{Date, Month};
 
-use crate::audit::Outcome;
 use crate::auth::{CurrentUser, Permission};
+use crate::http::attachment;
 use crate::layout::page;
 use crate::{AppError, AppState};
 
@@ -235,21 +234,9 @@ async fn download(
         c.tenant.as_deref().unwrap_or("*"),
         c.app.as_deref().unwrap_or("*")
     );
-    let outcome = if made.is_ok() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    state
-        .audit(
-            &user.username,
-            "report_download",
-            &target,
-            outcome,
-            &user.ip,
-        )
+    let made = state
+        .audited(&user, "report_download", &target, made)
         .await?;
-    let made = made?;
     let (bytes, content_type) = match c.format {
         "csv" => {
             let mut out = Vec::new();
@@ -273,17 +260,7 @@ async fn download(
     // The file name carries only dates and the fixed extension: tenant and
     // app names came from logs and stay out of headers.
     let name = format!("scopewatch-report-{}-{}.{}", c.from, c.to, c.format);
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
+    Ok(attachment(content_type, &name, bytes))
 }
 
 #[cfg(test)]

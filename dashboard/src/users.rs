@@ -19,6 +19,7 @@ use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::now_rfc3339;
 use crate::error::{DashboardError, Result};
 
 /// What a user is for; permissions follow from roles (see `auth::role_grants`).
@@ -180,10 +181,6 @@ fn validate_names(what: &str, names: &[String]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn now_rfc3339() -> String {
-    crate::audit::now_rfc3339()
 }
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes): OWASP's

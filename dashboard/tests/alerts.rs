@@ -10,7 +10,6 @@ use scopewatch_dashboard::Role;
 use scopewatch_rules::alert::{AlertStatus, Severity};
 use serde_json::{json, Value};
 
-const PW: &str = "a long enough passphrase";
 const XSS: &str = "<script>alert(1)</script>";
 
 /// Four alerts: north (high, newest), south (critical), one without a
@@ -50,12 +49,6 @@ fn seed(s: &Server) {
             "2026-02-27T10:00:00Z",
         ),
     ]);
-}
-
-fn session(s: &Server, user: &str) -> String {
-    let (r, cookie) = login(s, user, PW);
-    assert_eq!(r.status, 303, "{user} logs in");
-    cookie.unwrap()
 }
 
 /// The alert ids in the list page's table, in order.

@@ -20,7 +20,6 @@ use scopewatch_rules::alert::{Alert, Severity};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const PW: &str = "a long enough passphrase";
 const XSS: &str = "<script>alert(1)</script>";
 const XSS_ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
 
@@ -105,23 +104,6 @@ fn evidence_alert(id: &str, tenant: &str, p: &Picked, extra: &[String]) -> Alert
     a
 }
 
-fn session(s: &Server, user: &str) -> String {
-    let (r, cookie) = login(s, user, PW);
-    assert_eq!(r.status, 303, "{user} logs in");
-    cookie.unwrap()
-}
-
-fn get_bytes(url: &str, cookie: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let resp = agent().get(url).header("Cookie", cookie).call().unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    (status, headers, resp.into_body().read_to_vec().unwrap())
-}
-
 /// The text between the element with `id="{id}"` and the next `</table>`.
 fn table<'a>(html: &'a str, id: &str) -> &'a str {
     let at = html
@@ -143,35 +125,6 @@ fn open_incident(s: &Server, cookie: &str, alerts: &[&str], title: &str) -> Stri
     let id = loc.strip_prefix("/incidents/").unwrap().to_string();
     assert!(id.starts_with("inc-") && id.len() == 20, "{id}");
     id
-}
-
-/// RFC 4180 records (quoted fields may hold commas, quotes, line breaks).
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    assert!(field.is_empty() && row.is_empty(), "CSV ends with CRLF");
-    rows
 }
 
 #[test]

@@ -13,14 +13,6 @@ use scopewatch_dashboard::Role;
 use scopewatch_model::registry::Registry;
 use serde_json::{json, Value};
 
-const PW: &str = "a long enough passphrase";
-
-fn session(s: &Server, user: &str) -> String {
-    let (r, cookie) = login(s, user, PW);
-    assert_eq!(r.status, 303, "{user} logs in");
-    cookie.unwrap()
-}
-
 fn json_of(r: &Resp) -> Value {
     assert_eq!(r.status, 200, "{}", r.body);
     serde_json::from_str(&r.body).expect("JSON")
@@ -95,33 +87,6 @@ fn decide(
             ("justification", justification),
         ],
     )
-}
-
-/// RFC 4180 records (quoted fields, doubled quotes, CRLF).
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut records = Vec::new();
-    let (mut record, mut field) = (Vec::new(), String::new());
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => record.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                record.push(std::mem::take(&mut field));
-                records.push(std::mem::take(&mut record));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    records
 }
 
 /// The CSV as (client_id, tenant) -> column -> value.

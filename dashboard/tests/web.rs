@@ -8,8 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use common::*;
 use scopewatch_dashboard::Role;
 
-const PW: &str = "a long enough passphrase";
-
 fn assert_security_headers(r: &Resp) {
     let csp = r.header("content-security-policy").expect("CSP");
     for part in [
@@ -300,17 +298,7 @@ fn collect_post_with_header(url: &str, cookie: &str, csrf: &str) -> Resp {
         .header("X-CSRF-Token", csrf)
         .send_empty()
         .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
-        .collect();
-    Resp {
-        status,
-        headers,
-        body: resp.into_body().read_to_string().unwrap_or_default(),
-    }
+    collect(resp)
 }
 
 #[test]

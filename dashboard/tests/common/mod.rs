@@ -199,13 +199,17 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-fn collect(resp: ureq::http::Response<ureq::Body>) -> Resp {
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
+fn headers_of(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, String)> {
+    resp.headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
+        .collect()
+}
+
+/// A response with its body as text.
+pub fn collect(resp: ureq::http::Response<ureq::Body>) -> Resp {
+    let status = resp.status().as_u16();
+    let headers = headers_of(&resp);
     let body = resp.into_body().read_to_string().unwrap_or_default();
     Resp {
         status,
@@ -220,6 +224,14 @@ pub fn get(url: &str, cookie: Option<&str>) -> Resp {
         req = req.header("Cookie", c);
     }
     collect(req.call().unwrap())
+}
+
+/// A GET whose body is kept as bytes (a download): status, headers, body.
+pub fn get_bytes(url: &str, cookie: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let resp = agent().get(url).header("Cookie", cookie).call().unwrap();
+    let status = resp.status().as_u16();
+    let headers = headers_of(&resp);
+    (status, headers, resp.into_body().read_to_vec().unwrap())
 }
 
 pub fn get_bearer(url: &str, token: &str) -> Resp {
@@ -260,6 +272,46 @@ pub fn login(server: &Server, user: &str, password: &str) -> (Resp, Option<Strin
     );
     let session = resp.cookie("sw_session").map(|v| format!("sw_session={v}"));
     (resp, session)
+}
+
+/// The password tests give the users they add.
+pub const PW: &str = "a long enough passphrase";
+
+/// Logs `user` in with [`PW`]; returns the session cookie pair.
+pub fn session(s: &Server, user: &str) -> String {
+    let (r, cookie) = login(s, user, PW);
+    assert_eq!(r.status, 303, "{user} logs in");
+    cookie.unwrap()
+}
+
+/// RFC 4180 records (quoted fields may hold commas, quotes, line breaks);
+/// the text must end with CRLF.
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    assert!(field.is_empty() && row.is_empty(), "CSV ends with CRLF");
+    rows
 }
 
 /// An open alert as the detector would raise it: `group` holds
