@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-cargo build --release --locked --bin scopewatch >&2
+cargo build --release --workspace --locked >&2
 py=/usr/bin/python3
 "$py" -c 'import aiosmtpd' 2>/dev/null || py=python3
 exec "$py" bench/alert_latency.py "$SCOPEWATCH_BIN" "${1:-20}"

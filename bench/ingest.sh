@@ -13,7 +13,7 @@ work=${BENCH_DIR:-/tmp/scopewatch-bench}
 threads=$(nproc)
 mkdir -p "$work"
 
-cargo build --release --locked --bin scopewatch >&2
+cargo build --release --workspace --locked >&2
 if [ ! -x "$work/venv/bin/python" ]; then
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install -q duckdb==2.0.0

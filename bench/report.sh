@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 N=${1:-50000000}
 work=${BENCH_DIR:-/tmp/scopewatch-bench}
 mkdir -p "$work"
-cargo build --release --locked --bin scopewatch >&2
+cargo build --release --workspace --locked >&2
 if [ ! -x "$work/venv/bin/python" ]; then
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install -q duckdb==2.0.0

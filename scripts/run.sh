@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
-# Builds scopewatch and runs it on the bundled samples (a generated
-# three-hospital ecosystem in every supported log format, sample-logs/):
-# validates its app registry, ingests every log into ./scopewatch-data (a
-# second run adds nothing: every line is in the lake exactly once), and shows
-# the quarterly scope report (HTML), what the detection rules find in the
-# samples (scored against their ground truth), an ad-hoc SQL query, and the
-# scope verbs. `scopewatch run` (everything in one process) is still to come.
+# The first command: builds scopewatch and runs everything in one process on
+# the bundled samples (sample-logs/: a generated three-hospital ecosystem in
+# every supported log format, its app registry and config): ingest follows
+# every log into ./scopewatch-data with the streaming detection rules, and
+# the dashboard serves on http://127.0.0.1:8080/. It runs in the foreground
+# until Ctrl-C (or SIGTERM), which stops it cleanly: what was read is
+# committed and checkpointed, unsent alert messages stay in the outbox.
+#
+# usage: scripts/run.sh [scopewatch run options]
+#   e.g. scripts/run.sh --listen 0.0.0.0:8080
+#        scripts/run.sh --config my/scopewatch.toml  (your own logs; see
+#        examples/scopewatch.toml)
+# SCOPEWATCH_* variables apply too (scopewatch --help lists them).
+# scripts/tour.sh runs a batch tour of the other commands instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/setup.sh
 
-cargo build --release --locked --bin scopewatch
-sw() { echo "\$ scopewatch $*" >&2; "$SCOPEWATCH_BIN" "$@"; }
+cargo build --release --workspace --locked
 
-sw --config sample-logs/scopewatch.toml registry check
-sw --config sample-logs/scopewatch.toml ingest --once
-sw --config sample-logs/scopewatch.toml report --from 2026-11-07 --to 2026-11-20 --out scopewatch-data/report.html
-echo "report: scopewatch-data/report.html (open it in a browser)" >&2
-sw --config sample-logs/scopewatch.toml rules backtest --from 2026-11-07 --to 2026-11-20 \
-   --truth sample-logs/ground-truth.json
-sw --config sample-logs/scopewatch.toml sql --format table \
-   "SELECT client_id, tenant, count(*) AS calls, count(*) FILTER (WHERE outcome = 'denied') AS denied FROM access GROUP BY ALL ORDER BY calls DESC LIMIT 10"
-sw scopes explain 'patient/*.read' 'patient/Observation.rs?category=laboratory' 'user/Patient.dus'
-sw scopes check --granted "launch/patient patient/Observation.rs" \
-   --request "GET /fhir/r4/north/Observation?patient=123&category=laboratory"
-sw scopes minimise --used "patient/Observation.r patient/Observation.s patient/Condition.r launch"
-echo >&2
-echo "binary: $SCOPEWATCH_BIN  (try: $SCOPEWATCH_BIN --help)" >&2
+# The admin's one-time password is printed by the first run only.
+data="${SCOPEWATCH_DATA:-scopewatch-data}"
+if [ $# -eq 0 ] && [ -z "${SCOPEWATCH_CONFIG:-}" ] && [ -e "$data/dashboard/users.json" ]; then
+  echo "scopewatch: $data has the dashboard's users already: log in as before (a" \
+    "forgotten admin password: $SCOPEWATCH_BIN --data $data user reset admin)" >&2
+fi
+echo "scopewatch: starting; Ctrl-C stops it" >&2
+exec "$SCOPEWATCH_BIN" run "$@"

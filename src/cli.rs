@@ -12,12 +12,92 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// a check found a problem (invalid registry, input that is not a scope), 2
 /// when the command could not run (bad arguments, unreadable files).
 #[derive(Debug, Parser)]
-#[command(name = "scopewatch", version, propagate_version = true)]
+#[command(
+    name = "scopewatch",
+    version,
+    propagate_version = true,
+    after_help = ENVIRONMENT_HELP
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Shown under every `--help`: what the environment can set, and what wins.
+const ENVIRONMENT_HELP: &str = "\
+Settings, highest precedence first: a command-line flag, then a SCOPEWATCH_*
+environment variable, then the config file (--config, examples/scopewatch.toml
+documents every option), then the built-in default. Every command checks the
+variables that are set before it does anything; an invalid or empty one stops
+it, naming the variable.
+
+Environment:
+  SCOPEWATCH_CONFIG                   the config file (as --config)
+  SCOPEWATCH_DATA                     the data directory (as --data; config `data_dir`)
+  SCOPEWATCH_LISTEN                   dashboard address of `run` and `serve`, IP:port
+                                      (as --listen; default 127.0.0.1:8080)
+  SCOPEWATCH_REGISTRY                 the app registry TOML (config `registry`)
+  SCOPEWATCH_RULES                    the rule file, with alert delivery (config `rules`)
+  SCOPEWATCH_OBSERVATION_WINDOW_DAYS  days before a scope counts as unused, 1-3660
+                                      (config `analysis.observation_window_days`, 90)
+  SCOPEWATCH_STALE_AFTER_DAYS         days without activity before an app is stale,
+                                      1-3660 (config `analysis.stale_after_days`, 90)
+  SCOPEWATCH_MEMORY_LIMIT_MIB         query engine memory, MiB, at least 64
+                                      (config `analysis.memory_limit_mib`, 2048)
+  SCOPEWATCH_THREADS                  query engine threads, 1-64 (config `analysis.threads`)
+  SCOPEWATCH_METRICS_LISTEN           Prometheus endpoint of `ingest`, IP:port
+                                      (config `ingest.metrics_listen`)
+  SCOPEWATCH_PSEUDONYM_KEY            pseudonymisation key, hex or base64, 32+ bytes
+                                      (config `ingest.pseudonym_key`)
+  SCOPEWATCH_LOG                      log filter, e.g. warn or scopewatch_ingest=debug
+                                      (default info)
+Secrets in files name their variable instead: the SMTP password
+(`password_env` in the rule file's [delivery.smtp]), webhook URLs and headers
+(`env:NAME`), push keys (`key_env`, `source_key_env` in [ingest.push]).";
+
+/// The variables the command line reads itself (clap `env`), with their
+/// flag. clap's own error for a bad value names only the flag, and an empty
+/// value would be taken as an empty path, so they are checked first.
+const FLAG_VARIABLES: &[(&str, &str)] = &[
+    ("SCOPEWATCH_CONFIG", "--config"),
+    ("SCOPEWATCH_DATA", "--data"),
+    ("SCOPEWATCH_LISTEN", "--listen"),
+];
+
+/// Checks the variables of [`FLAG_VARIABLES`]: set but empty is an error
+/// naming the variable (clap refuses an empty value even when the flag is
+/// given, as the flags are global), and so is a SCOPEWATCH_LISTEN that is
+/// not an address unless `--listen` is given in `args`.
+pub fn check_flag_variables(
+    args: &[std::ffi::OsString],
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(), String> {
+    for (var, flag) in FLAG_VARIABLES {
+        let given = args.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == *flag || a.starts_with(&format!("{flag}="))
+        });
+        let Some(value) = lookup(var) else { continue };
+        if value.is_empty() {
+            return Err(format!(
+                "environment variable {var}: is set but empty: give a value or unset it"
+            ));
+        }
+        if given {
+            continue;
+        }
+        let Some(text) = value.to_str() else {
+            return Err(format!("environment variable {var}: is not UTF-8"));
+        };
+        if *var == "SCOPEWATCH_LISTEN" && text.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "environment variable {var}: {text:?}: use IP:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]

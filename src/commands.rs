@@ -88,6 +88,23 @@ fn load_config(cli: &Cli) -> Result<Config> {
         }
         None => Config::default(),
     };
+    // The environment overrides the file; the flags of each command
+    // override both (they are applied where the command reads the value).
+    let applied = config
+        .apply_env(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))?;
+    for (var, path) in [
+        ("SCOPEWATCH_REGISTRY", &config.registry),
+        ("SCOPEWATCH_RULES", &config.rules),
+    ] {
+        if let (true, Some(path)) = (applied.contains(&var), path) {
+            if !path.is_file() {
+                bail!(
+                    "environment variable {var}: {}: no such file",
+                    path.display()
+                );
+            }
+        }
+    }
     if let Some(data) = &cli.global.data {
         config.data_dir = data.clone();
     }

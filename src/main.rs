@@ -15,6 +15,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(message) = cli::check_flag_variables(&argv, |name| std::env::var_os(name)) {
+        eprintln!("scopewatch: error: {message}");
+        return ExitCode::from(2);
+    }
     let args = cli::Cli::parse();
     match commands::run(args) {
         Ok(code) => code,

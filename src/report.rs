@@ -216,11 +216,7 @@ pub fn run(config: &Config, args: ReportArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| OffsetDateTime::now_utc());
     let ctx = ReportContext {
         registry_path: registry_path.display().to_string(),
-        sources: config
-            .sources
-            .iter()
-            .map(|s| (s.name.clone(), s.format.clone()))
-            .collect(),
+        sources: config.source_formats(),
         observation_window_days: config.observation_window_days,
         generated_at: now
             .format(&time::format_description::well_known::Rfc3339)

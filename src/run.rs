@@ -24,6 +24,10 @@ pub const SAMPLES_CONFIG: &str = "sample-logs/scopewatch.toml";
 
 pub fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
     crate::ingest::init_logging();
+    // Whatever would stop ingest stops `run` before the dashboard is up: a
+    // rule file or registry that does not load.
+    crate::rules::load_rules(config, None).context("loading the detection rules")?;
+    crate::rules::load_registry(config, None)?;
     if config.sources.is_empty() {
         tracing::warn!("the config has no [[source]]: nothing to ingest; the dashboard shows what the data directory holds");
     }

@@ -15,7 +15,12 @@ use scopewatch_model::config::Config;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on, IP:port
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "SCOPEWATCH_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub listen: SocketAddr,
     /// `Secure` on the session cookie: auto = unless the address is loopback
     /// (put the dashboard behind TLS when it listens on a real interface)
@@ -65,6 +70,15 @@ pub enum UserCommand {
     },
     /// List users, one JSON object per line (no password hashes or tokens)
     List,
+    /// Create an API token for a user (for `Authorization: Bearer` on
+    /// /api/ and /metrics); prints it once, only its hash is kept
+    Token {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// What the token is for, shown in the admin page and `user list`
+        #[arg(long, default_value = "api", value_name = "TEXT")]
+        label: String,
+    },
 }
 
 fn print_initial_admin(admin: &InitialAdmin) {
@@ -102,19 +116,7 @@ pub fn start(config: &Config, args: &ServeArgs) -> Result<std::thread::JoinHandl
         std::time::Duration::from_secs(args.idle_timeout_minutes.saturating_mul(60));
     dash.absolute_timeout =
         std::time::Duration::from_secs(args.absolute_timeout_hours.saturating_mul(3600));
-    dash.analysis = AnalysisSettings {
-        registry: config.registry.clone(),
-        sources: config
-            .sources
-            .iter()
-            .map(|s| (s.name.clone(), s.format.clone()))
-            .collect(),
-        observation_window_days: config.observation_window_days,
-        stale_after_days: config.stale_after_days,
-        memory_limit_mib: config.analysis_limits.memory_limit_mib,
-        threads: config.analysis_limits.threads,
-        ..AnalysisSettings::default()
-    };
+    dash.analysis = AnalysisSettings::from_config(config);
     let (state, initial) = AppState::open(dash).context("opening the dashboard's state")?;
     if let Some(admin) = &initial {
         print_initial_admin(admin);
@@ -190,6 +192,12 @@ pub fn run_user(config: &Config, command: UserCommand) -> Result<ExitCode> {
             store.disable(&name)?;
             record("user_disable", &name)?;
             eprintln!("scopewatch: disabled {name:?}");
+        }
+        UserCommand::Token { name, label } => {
+            let (id, token) = store.create_token(&name, &label)?;
+            record("token_create", &name)?;
+            eprintln!("scopewatch: API token {id} for {name:?} (shown only now):");
+            println!("{token}");
         }
         UserCommand::List => {
             for u in store.list() {

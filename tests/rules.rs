@@ -222,14 +222,17 @@ fn a_live_refresh_token_replay_is_mailed_within_seconds_and_once() {
             "10.0.0.1",
         )],
     );
+    // The process's log goes to a file, so a failed run says why.
+    let stderr_log = dir.path().join("ingest.stderr");
     let start = |config: &Path| {
         bin()
             .args(["--config", config.to_str().unwrap(), "ingest"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
             .spawn()
             .unwrap()
     };
+    let log_of = || std::fs::read_to_string(&stderr_log).unwrap_or_default();
     let mut child = start(&config);
     wait_until(
         Duration::from_secs(30),
@@ -291,7 +294,12 @@ fn a_live_refresh_token_replay_is_mailed_within_seconds_and_once() {
     );
     std::thread::sleep(Duration::from_secs(1));
     sigterm(&child);
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "ingest ended with {status}:\n{}",
+        log_of()
+    );
     assert_eq!(
         mail.messages().len(),
         1,

@@ -85,6 +85,21 @@ pub struct AnalysisSettings {
     pub refresh_after: Duration,
 }
 
+impl AnalysisSettings {
+    /// The settings a validated scopewatch config gives.
+    pub fn from_config(config: &scopewatch_model::config::Config) -> Self {
+        Self {
+            registry: config.registry.clone(),
+            sources: config.source_formats(),
+            observation_window_days: config.observation_window_days,
+            stale_after_days: config.stale_after_days,
+            memory_limit_mib: config.analysis_limits.memory_limit_mib,
+            threads: config.analysis_limits.threads,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for AnalysisSettings {
     fn default() -> Self {
         Self {

@@ -584,7 +584,28 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
 }
+
+/// The environment variables that override a setting of the config file,
+/// each with the field it replaces. Precedence, highest first: a
+/// command-line flag, then the environment, then the config file, then the
+/// built-in default. (`SCOPEWATCH_CONFIG`, `SCOPEWATCH_DATA` and
+/// `SCOPEWATCH_LISTEN` are read by the command line itself, as defaults of
+/// `--config`, `--data` and `--listen`; `SCOPEWATCH_PSEUDONYM_KEY` by ingest.)
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("SCOPEWATCH_REGISTRY", "registry"),
+    ("SCOPEWATCH_RULES", "rules"),
+    (
+        "SCOPEWATCH_OBSERVATION_WINDOW_DAYS",
+        "analysis.observation_window_days",
+    ),
+    ("SCOPEWATCH_STALE_AFTER_DAYS", "analysis.stale_after_days"),
+    ("SCOPEWATCH_MEMORY_LIMIT_MIB", "analysis.memory_limit_mib"),
+    ("SCOPEWATCH_THREADS", "analysis.threads"),
+    ("SCOPEWATCH_METRICS_LISTEN", "ingest.metrics_listen"),
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -604,6 +625,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Every configured source as (name, format): reports name the formats
+    /// their figures come from and the sources that delivered nothing.
+    pub fn source_formats(&self) -> Vec<(String, String)> {
+        self.sources
+            .iter()
+            .map(|s| (s.name.clone(), s.format.clone()))
+            .collect()
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
@@ -623,6 +653,64 @@ impl Config {
             message: e.to_string().trim_end().to_string(),
         })?;
         raw.validate(file, base_dir)
+    }
+}
+
+impl Config {
+    /// Applies the [`ENV_OVERRIDES`] that `lookup` finds (the caller passes
+    /// `std::env::var`; this crate does no IO), with the checks the config
+    /// file's fields get. Relative paths are taken as given (relative to the
+    /// working directory, like a flag's). An empty variable is an error, not
+    /// "unset": it is most often a template that filled in nothing. Returns
+    /// the names of the variables applied.
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<&'static str>, ConfigError> {
+        let mut applied = Vec::new();
+        for (var, _) in ENV_OVERRIDES {
+            let Some(raw) = lookup(var) else { continue };
+            let err = |message: String| ConfigError::Env {
+                var: (*var).to_string(),
+                message,
+            };
+            let value = raw.trim();
+            if value.is_empty() {
+                return Err(err("is set but empty: give a value or unset it".to_string()));
+            }
+            let number = |lo: u32, hi: u32, hint: &str| -> Result<u32, ConfigError> {
+                match value.parse::<u32>() {
+                    Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+                    _ => Err(err(format!("{value:?}: use {hint}"))),
+                }
+            };
+            match *var {
+                "SCOPEWATCH_REGISTRY" => self.registry = Some(PathBuf::from(value)),
+                "SCOPEWATCH_RULES" => self.rules = Some(PathBuf::from(value)),
+                "SCOPEWATCH_OBSERVATION_WINDOW_DAYS" => {
+                    self.observation_window_days = number(1, 3660, "1 to 3660 (days)")?
+                }
+                "SCOPEWATCH_STALE_AFTER_DAYS" => {
+                    self.stale_after_days = number(1, 3660, "1 to 3660 (days)")?
+                }
+                "SCOPEWATCH_MEMORY_LIMIT_MIB" => {
+                    self.analysis_limits.memory_limit_mib =
+                        number(64, u32::MAX, "at least 64 (MiB)")?
+                }
+                "SCOPEWATCH_THREADS" => {
+                    self.analysis_limits.threads = number(1, 64, "1 to 64")? as u16
+                }
+                "SCOPEWATCH_METRICS_LISTEN" => {
+                    value
+                        .parse::<SocketAddr>()
+                        .map_err(|_| err(format!("{value:?}: use IP:port, e.g. 127.0.0.1:9898")))?;
+                    self.ingest.metrics_listen = Some(value.to_string())
+                }
+                other => unreachable!("{other} is in ENV_OVERRIDES without a handler"),
+            }
+            applied.push(*var);
+        }
+        Ok(applied)
     }
 }
 
@@ -1167,6 +1255,68 @@ name = "shipper"
             .unwrap_err()
             .to_string();
         assert!(e.contains("ingest.push.listen"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_names_bad_variables() {
+        let text = "registry = \"reg.toml\"\n[analysis]\nstale_after_days = 30\nthreads = 2\n";
+        let file = || Config::from_toml_str(text, "sw.toml", Path::new("/etc/sw")).unwrap();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        // Nothing set: the file's values stay.
+        let mut c = file();
+        assert!(c.apply_env(|_| None).unwrap().is_empty());
+        assert_eq!(c.stale_after_days, 30);
+        assert_eq!(c.registry, Some(PathBuf::from("/etc/sw/reg.toml")));
+
+        let mut c = file();
+        let applied = c
+            .apply_env(env(&[
+                ("SCOPEWATCH_REGISTRY", "other/registry.toml"),
+                ("SCOPEWATCH_RULES", "/srv/rules.toml"),
+                ("SCOPEWATCH_OBSERVATION_WINDOW_DAYS", "30"),
+                ("SCOPEWATCH_STALE_AFTER_DAYS", " 120 "),
+                ("SCOPEWATCH_MEMORY_LIMIT_MIB", "512"),
+                ("SCOPEWATCH_THREADS", "4"),
+                ("SCOPEWATCH_METRICS_LISTEN", "127.0.0.1:9898"),
+            ]))
+            .unwrap();
+        assert_eq!(applied.len(), ENV_OVERRIDES.len());
+        assert_eq!(c.registry, Some(PathBuf::from("other/registry.toml")));
+        assert_eq!(c.rules, Some(PathBuf::from("/srv/rules.toml")));
+        assert_eq!(c.observation_window_days, 30);
+        assert_eq!(c.stale_after_days, 120);
+        assert_eq!(c.analysis_limits.memory_limit_mib, 512);
+        assert_eq!(c.analysis_limits.threads, 4);
+        assert_eq!(c.ingest.metrics_listen.as_deref(), Some("127.0.0.1:9898"));
+
+        for (var, bad) in [
+            ("SCOPEWATCH_OBSERVATION_WINDOW_DAYS", "0"),
+            ("SCOPEWATCH_OBSERVATION_WINDOW_DAYS", "90d"),
+            ("SCOPEWATCH_STALE_AFTER_DAYS", "3661"),
+            ("SCOPEWATCH_MEMORY_LIMIT_MIB", "63"),
+            ("SCOPEWATCH_THREADS", "65"),
+            ("SCOPEWATCH_THREADS", "-1"),
+            ("SCOPEWATCH_METRICS_LISTEN", "localhost:9898"),
+            ("SCOPEWATCH_REGISTRY", " "),
+        ] {
+            let mut c = file();
+            let e = c
+                .apply_env(|name: &str| (name == var).then(|| bad.to_string()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("environment variable {var}: ")),
+                "{var}={bad}: {e}"
+            );
+            assert_eq!(c.stale_after_days, 30, "{var}={bad} is not applied");
+        }
     }
 
     #[test]

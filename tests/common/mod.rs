@@ -11,8 +11,12 @@ pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_scopewatch"));
     c.env_remove("SCOPEWATCH_CONFIG")
         .env_remove("SCOPEWATCH_DATA")
+        .env_remove("SCOPEWATCH_LISTEN")
         .env_remove("SCOPEWATCH_PSEUDONYM_KEY")
         .env("SCOPEWATCH_LOG", "warn");
+    for (var, _) in scopewatch_model::config::ENV_OVERRIDES {
+        c.env_remove(var);
+    }
     c
 }
 

@@ -44,15 +44,7 @@ impl Server {
             ingest
                 .run_to_end(&std::sync::atomic::AtomicBool::new(false), |_| {})
                 .expect("the samples ingest");
-            scopewatch_dashboard::AnalysisSettings {
-                registry: config.registry.clone(),
-                sources: config
-                    .sources
-                    .iter()
-                    .map(|s| (s.name.clone(), s.format.clone()))
-                    .collect(),
-                ..Default::default()
-            }
+            scopewatch_dashboard::AnalysisSettings::from_config(&config)
         })
     }
 
