@@ -357,6 +357,38 @@ fn log_content_renders_as_text() {
     assert!(r.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     let overview = get(&server.url("/"), Some(&cookie)).body;
     assert!(overview.contains(">evil<"), "the source is listed");
+
+    // An alert whose evidence is those events: the evidence table and the
+    // token timeline show the user agent, as text.
+    let lake = scopewatch_analytics::Lake::open(server.data_dir(), &Default::default()).unwrap();
+    let ids: Vec<String> = {
+        let mut stmt = lake
+            .connection()
+            .prepare("SELECT event_id FROM access WHERE client_id = $1 ORDER BY ts")
+            .unwrap();
+        let rows = stmt.query_map([EVIL_APP], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    assert_eq!(ids.len(), 5);
+    let mut a = common::alert(
+        "al-evil",
+        "distinct-ips",
+        scopewatch_rules::alert::Severity::High,
+        EVIL_APP,
+        Some("north"),
+        "2026-11-23T10:01:05Z",
+    );
+    a.evidence = ids;
+    server.raise_alerts(&[a]);
+    let r = get(&server.url("/alerts/al-evil"), Some(&cookie));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body
+            .contains("Evil&quot;Agent' &lt;b onmouseover=alert(2)&gt;x&lt;/b&gt;"),
+        "the user agent is shown, escaped"
+    );
+    assert!(!r.body.contains("<b onmouseover") && !r.body.contains("<script>alert(1)"));
+    common::assert_no_inline_code(&r.body);
 }
 
 /// Every JSON route the code serves is in the OpenAPI document the app
