@@ -172,7 +172,12 @@ pub fn run(config: &Config, args: ReportArgs) -> Result<ExitCode> {
     }
 
     bar.set_message("checking the tenant and app");
-    let names = lake.names()?;
+    // Listing every name scans both streams: only when there is a name to check.
+    let names = if args.tenant.is_some() || args.app.is_some() {
+        lake.names()?
+    } else {
+        Default::default()
+    };
     let registry_tenants: BTreeSet<String> =
         registry.tenants().into_iter().map(str::to_string).collect();
     if let Some(t) = &args.tenant {
