@@ -8,7 +8,7 @@ use time::Date;
 
 use crate::matrix::{day_start, iso};
 use crate::report::epoch_day;
-use crate::{AnalyticsError, Lake};
+use crate::{duck, AnalyticsError, Lake};
 
 const DAILY_ACTIVITY_SQL: &str = include_str!("../sql/daily_activity.sql");
 const SOURCE_STATUS_SQL: &str = include_str!("../sql/source_status.sql");
@@ -38,13 +38,6 @@ pub struct SourceStatus {
     pub last_event: Option<String>,
     #[serde(skip)]
     pub last_event_us: Option<i64>,
-}
-
-fn duck(doing: &'static str) -> impl Fn(duckdb::Error) -> AnalyticsError {
-    move |source| AnalyticsError::Duckdb {
-        doing: doing.to_string(),
-        source,
-    }
 }
 
 impl Lake {

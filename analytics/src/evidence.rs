@@ -14,7 +14,7 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use crate::matrix::iso;
-use crate::{AnalyticsError, Lake};
+use crate::{duck, AnalyticsError, Lake};
 
 const EVENTS_SQL: &str = include_str!("../sql/evidence_events.sql");
 const TIMELINE_SQL: &str = include_str!("../sql/evidence_timeline.sql");
@@ -231,13 +231,6 @@ fn what(kind: &str, role: &str, outcome: &str) -> String {
         format!("{base} (failed)")
     } else {
         base
-    }
-}
-
-fn duck(doing: &'static str) -> impl Fn(duckdb::Error) -> AnalyticsError {
-    move |source| AnalyticsError::Duckdb {
-        doing: doing.to_string(),
-        source,
     }
 }
 

@@ -36,6 +36,14 @@ pub enum AnalyticsError {
     UnmappedType { column: String, data_type: String },
 }
 
+/// Maps a DuckDB error to ours, saying what was being done.
+pub(crate) fn duck(doing: &'static str) -> impl Fn(duckdb::Error) -> AnalyticsError {
+    move |source| AnalyticsError::Duckdb {
+        doing: doing.to_string(),
+        source,
+    }
+}
+
 /// Resource limits of the embedded DuckDB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineLimits {

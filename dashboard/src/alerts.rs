@@ -111,15 +111,26 @@ fn tenant_of(alert: &Alert) -> Option<&str> {
 /// Whether `user` may see `alert` at all (tenant limit, and the app for a
 /// product owner).
 pub fn visible(user: &CurrentUser, alert: &Alert) -> bool {
-    let tenant_ok = match tenant_of(alert) {
+    sees_group(
+        user,
+        tenant_of(alert),
+        alert.group.get("client_id").map(String::as_str),
+    )
+}
+
+/// The rule for an alert's group (and an incident's copy of it): a group
+/// without a tenant is for users without a tenant limit; one without an
+/// app is for everyone who sees its tenant.
+pub(crate) fn sees_group(
+    user: &CurrentUser,
+    tenant: Option<&str>,
+    client_id: Option<&str>,
+) -> bool {
+    let tenant_ok = match tenant {
         Some(t) => user.sees_tenant(t),
         None => user.tenant_filter().is_none(),
     };
-    let app_ok = alert
-        .group
-        .get("client_id")
-        .is_none_or(|app| user.sees_app(app));
-    tenant_ok && app_ok
+    tenant_ok && client_id.is_none_or(|app| user.sees_app(app))
 }
 
 /// The list filters, from the query string. Empty = no filter.
@@ -369,8 +380,9 @@ pub(crate) fn evidence_events(
         EVIDENCE_MARGIN_US,
     );
     let mut events = lake.events_by_id(&alert.evidence, &scope)?;
-    // The query already keeps to the user's tenants; this is the rule itself.
-    events.retain(|e| user.sees_tenant(&e.tenant));
+    // The query keeps to the user's tenants; the app limit of a product
+    // owner is applied here, by the same rule as every data page.
+    events.retain(|e| crate::insights::sees(user, Some(&e.tenant), e.client_id.as_deref()));
     Ok(events)
 }
 
@@ -413,7 +425,12 @@ pub(crate) async fn evidence(
             let mut timelines = Vec::new();
             for t in tokens.iter().take(MAX_TIMELINES) {
                 let mut tl = lake.token_timeline(t, &scope, TIMELINE_LIMIT)?;
-                tl.entries.retain(|e| user.sees_tenant(&e.tenant));
+                let found = tl.entries.len();
+                tl.entries.retain(|e| {
+                    crate::insights::sees(&user, Some(&e.tenant), e.client_id.as_deref())
+                });
+                // What the user may not see is not counted either.
+                tl.total -= (found - tl.entries.len()) as u64;
                 timelines.push(tl);
             }
             let distinct: BTreeSet<&str> = alert.evidence.iter().map(String::as_str).collect();

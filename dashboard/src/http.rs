@@ -146,6 +146,18 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
 /// name goes into the header as it is, so callers build it from fixed
 /// text, dates and checked ids, never from log values.
 pub(crate) fn attachment(content_type: &str, filename: &str, body: impl IntoResponse) -> Response {
+    // Names may carry ids from requests or logs: anything but a plain
+    // token character is replaced, so the header cannot be broken out of.
+    let filename: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     (
         [
             (header::CONTENT_TYPE, content_type.to_string()),

@@ -468,11 +468,7 @@ where
 /// Whether `user` may see an alert as recorded in an incident (the rule of
 /// [`crate::alerts::visible`]).
 fn ref_visible(user: &CurrentUser, a: &AlertRef) -> bool {
-    let tenant_ok = match &a.tenant {
-        Some(t) => user.sees_tenant(t),
-        None => user.tenant_filter().is_none(),
-    };
-    tenant_ok && a.client_id.as_deref().is_none_or(|c| user.sees_app(c))
+    crate::alerts::sees_group(user, a.tenant.as_deref(), a.client_id.as_deref())
 }
 
 /// Whether `user` may see `inc`: every one of its alerts.
@@ -1223,21 +1219,9 @@ async fn bundle_download(
     let tar = state
         .audited(&user, "incident_export", &incident_target(&id), built)
         .await?;
-    // Incident ids are `inc-<hex>`; anything else is replaced, so the
-    // header stays a plain token.
-    let file: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
     Ok(attachment(
         "application/x-tar",
-        &format!("{file}-evidence.tar"),
+        &format!("{id}-evidence.tar"),
         tar,
     ))
 }

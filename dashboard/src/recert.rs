@@ -1679,7 +1679,19 @@ pub fn registry_patch(
                 verdicts.insert(t, d.decision);
                 continue;
             }
+            // The registry may have changed since the campaign froze its
+            // evidence: a narrowing is applied only if it still narrows.
+            let widens: Vec<&str> = d
+                .scopes
+                .iter()
+                .filter(|s| !within_approved(app.approved_scopes_for(t), &Scope::parse(s)))
+                .map(String::as_str)
+                .collect();
             match d.decision {
+                Verdict::Narrow if !widens.is_empty() => unchanged.push(format!(
+                    "{app_id}, tenant {t}: narrow not applied: the registry no longer approves {} (it changed after the campaign began); decide again",
+                    widens.join(", ")
+                )),
                 Verdict::Narrow => {
                     set_override(
                         table,
@@ -2142,6 +2154,37 @@ mod tests {
         assert!(cardio.approved_scopes_for("north").is_empty());
         assert!(cardio.status.is_active(), "south is not decided here");
         assert!(!out.contains("south"), "{out}");
+    }
+
+    #[test]
+    fn a_narrowing_the_registry_no_longer_approves_is_not_applied() {
+        // Decided against wider approvals than the registry holds at export.
+        let r = row("cardio-insight", "north", &["launch", "patient/Device.rs"]);
+        let c = campaign(vec![r.clone()]);
+        let d = decision(&r, Verdict::Narrow, &["patient/Device.rs"]);
+        let pairs = [(&r, &d)];
+        let app_tenants = BTreeMap::new();
+        let input = PatchInput {
+            campaign: &c,
+            covers_every_tenant: true,
+            app_tenants: &app_tenants,
+            decisions: &pairs,
+            limit: None,
+            today: Date::from_calendar_date(2026, time::Month::December, 6).unwrap(),
+            exported_by: "ada",
+            exported_at: "2026-12-06T00:00:00Z",
+        };
+        let out = registry_patch(SAMPLE, "registry.toml", &input).unwrap();
+        let reg = Registry::from_toml_str(&out, "patched").unwrap();
+        let cardio = reg.app("cardio-insight").unwrap();
+        assert!(
+            !cardio
+                .approved_scopes_for("north")
+                .iter()
+                .any(|s| s.raw() == "patient/Device.rs"),
+            "the patch must not widen what the registry approves"
+        );
+        assert!(out.contains("narrow not applied"), "{out}");
     }
 
     #[test]
