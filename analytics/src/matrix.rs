@@ -17,12 +17,16 @@ use time::{Date, OffsetDateTime};
 use scopewatch_model::registry::{scope_approved, Registry};
 use scopewatch_model::scope::{covers, minimise, Required, Scope};
 
-use crate::{AnalyticsError, Lake};
+use crate::{duck, AnalyticsError, Lake};
 
 const GRANTS_SQL: &str = include_str!("../sql/grants.sql");
 const USAGE_SQL: &str = include_str!("../sql/usage.sql");
 const ACTIVITY_SQL: &str = include_str!("../sql/activity.sql");
 const SCOPE_USAGE_SQL: &str = include_str!("../sql/scope_usage.sql");
+const WINDOW_CALLS_SQL: &str = include_str!("../sql/window_calls.sql");
+const WINDOW_KEYS_SQL: &str = include_str!("../sql/window_keys.sql");
+const WINDOW_PATIENTS_SQL: &str = include_str!("../sql/window_patients.sql");
+const WINDOW_AUTH_SQL: &str = include_str!("../sql/window_auth.sql");
 
 /// What to compute the matrix over.
 #[derive(Debug, Clone)]
@@ -194,8 +198,50 @@ impl Lake {
         q: &MatrixQuery,
     ) -> Result<ScopeMatrix, AnalyticsError> {
         let _guard = self.read_guard()?;
-        let from = day_start(q.from);
-        let to = day_start(q.to.next_day().unwrap_or(q.to));
+        let staged = self.stage_window(q)?;
+        self.matrix_of(&staged, registry, q)
+    }
+
+    /// Scans the lake once per stream over `q`'s window (filters applied)
+    /// into small temporary tables that the matrix, the sources and the
+    /// daily calls are all read from. Hold the lake's read guard around it
+    /// and around those reads.
+    pub(crate) fn stage_window(&self, q: &MatrixQuery) -> Result<StagedWindow<'_>, AnalyticsError> {
+        let (from, to) = window(q);
+        let staged = StagedWindow {
+            lake: self,
+            from,
+            to,
+        };
+        let conn = self.connection();
+        conn.execute(
+            WINDOW_CALLS_SQL,
+            params![staged.from, staged.to, q.tenant, q.app],
+        )
+        .map_err(duck("running window_calls.sql"))?;
+        conn.execute(WINDOW_KEYS_SQL, [])
+            .map_err(duck("running window_keys.sql"))?;
+        conn.execute(
+            WINDOW_PATIENTS_SQL,
+            params![staged.from, staged.to, q.tenant, q.app],
+        )
+        .map_err(duck("running window_patients.sql"))?;
+        conn.execute(
+            WINDOW_AUTH_SQL,
+            params![staged.from, staged.to, q.tenant, q.app],
+        )
+        .map_err(duck("running window_auth.sql"))?;
+        Ok(staged)
+    }
+
+    /// The matrix from a staged window.
+    pub(crate) fn matrix_of(
+        &self,
+        staged: &StagedWindow<'_>,
+        registry: &Registry,
+        q: &MatrixQuery,
+    ) -> Result<ScopeMatrix, AnalyticsError> {
+        let from = &staged.from;
         let mut facts: BTreeMap<Key, Facts> = BTreeMap::new();
         let conn = self.connection();
         let err = |doing: &str| {
@@ -207,7 +253,7 @@ impl Lake {
             .prepare(GRANTS_SQL)
             .map_err(err("preparing grants.sql"))?;
         let rows = stmt
-            .query_map(params![from, to, q.tenant, q.app], |r| {
+            .query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -234,7 +280,7 @@ impl Lake {
             .prepare(USAGE_SQL)
             .map_err(err("preparing usage.sql"))?;
         let rows = stmt
-            .query_map(params![from, to, q.tenant, q.app], |r| {
+            .query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -269,7 +315,7 @@ impl Lake {
             .prepare(ACTIVITY_SQL)
             .map_err(err("preparing activity.sql"))?;
         let rows = stmt
-            .query_map(params![from, to, q.tenant, q.app], |r| {
+            .query_map(params![from, q.tenant, q.app], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -316,7 +362,7 @@ impl Lake {
             .iter()
             .map(|((client, tenant), f)| build(registry, q, client, tenant, f))
             .collect();
-        self.fill_scope_usage(&mut apps, from, to)?;
+        self.fill_scope_usage(&mut apps)?;
         for a in &mut apps {
             a.creep = creep_score(a);
         }
@@ -330,12 +376,7 @@ impl Lake {
 
     /// Calls, patients and first/last use per scope, counted in DuckDB
     /// through a table of which permission each scope covers.
-    fn fill_scope_usage(
-        &self,
-        apps: &mut [AppTenant],
-        from: String,
-        to: String,
-    ) -> Result<(), AnalyticsError> {
+    fn fill_scope_usage(&self, apps: &mut [AppTenant]) -> Result<(), AnalyticsError> {
         let conn = self.connection();
         let err = |doing: &'static str| {
             move |source| AnalyticsError::Duckdb {
@@ -364,7 +405,7 @@ impl Lake {
             .prepare(SCOPE_USAGE_SQL)
             .map_err(err("preparing scope_usage.sql"))?;
         let rows = stmt
-            .query_map(params![from, to], |r| {
+            .query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -713,6 +754,31 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
 }
 
 /// Midnight UTC of `d`, as a DuckDB TIMESTAMPTZ literal for a bound parameter.
+/// The temporary tables of one window (see [`Lake::stage_window`]),
+/// dropped with this value so their memory is given back.
+pub(crate) struct StagedWindow<'a> {
+    lake: &'a Lake,
+    /// The window as bound parameters: `[from, to)`.
+    pub(crate) from: String,
+    pub(crate) to: String,
+}
+
+impl Drop for StagedWindow<'_> {
+    fn drop(&mut self) {
+        let _ = self.lake.connection().execute_batch(
+            "DROP TABLE IF EXISTS window_calls; DROP TABLE IF EXISTS window_keys; DROP TABLE IF EXISTS window_patients; DROP TABLE IF EXISTS window_auth;",
+        );
+    }
+}
+
+/// `[from, to)` of `q`'s window, as bound parameters.
+pub(crate) fn window(q: &MatrixQuery) -> (String, String) {
+    (
+        day_start(q.from),
+        day_start(q.to.next_day().unwrap_or(q.to)),
+    )
+}
+
 pub(crate) fn day_start(d: Date) -> String {
     format!("{d} 00:00:00+00")
 }

@@ -16,7 +16,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use duckdb::params;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -26,8 +25,8 @@ use time::Date;
 
 use scopewatch_model::registry::{App, Registry};
 
-use crate::matrix::{day_start, iso, AppTenant, MatrixQuery, ScopeClass, ScopeMatrix};
-use crate::{AnalyticsError, Lake};
+use crate::matrix::{iso, AppTenant, MatrixQuery, ScopeClass, ScopeMatrix, StagedWindow};
+use crate::{duck, AnalyticsError, Lake};
 
 const SOURCES_SQL: &str = include_str!("../sql/sources.sql");
 const DAILY_CALLS_SQL: &str = include_str!("../sql/daily_calls.sql");
@@ -387,8 +386,10 @@ impl Lake {
         ctx: &ReportContext,
         q: &MatrixQuery,
     ) -> Result<Report, AnalyticsError> {
-        let matrix = self.scope_matrix(registry, q)?;
-        let mut sources = self.sources_seen(q)?;
+        let _guard = self.read_guard()?;
+        let staged = self.stage_window(q)?;
+        let matrix = self.matrix_of(&staged, registry, q)?;
+        let mut sources = self.sources_seen(&staged)?;
         for s in &mut sources {
             s.format = ctx
                 .sources
@@ -403,7 +404,7 @@ impl Lake {
             .filter(|(name, _)| !seen.contains(name.as_str()))
             .map(|(name, _)| name.clone())
             .collect();
-        let daily = self.daily_calls(q)?;
+        let daily = self.daily_calls(&staged)?;
         let header = ReportHeader {
             from: q.from.to_string(),
             to: q.to.to_string(),
@@ -426,13 +427,6 @@ impl Lake {
 // Facts from the lake
 // ---------------------------------------------------------------------------
 
-fn window(q: &MatrixQuery) -> (String, String) {
-    (
-        day_start(q.from),
-        day_start(q.to.next_day().unwrap_or(q.to)),
-    )
-}
-
 /// The tenants and apps (client ids) the lake holds events of.
 #[derive(Debug, Clone, Default)]
 pub struct LakeNames {
@@ -441,22 +435,14 @@ pub struct LakeNames {
 }
 
 impl Lake {
-    /// The log sources that delivered events to `q`'s window (filters applied).
-    pub fn sources_seen(&self, q: &MatrixQuery) -> Result<Vec<SourceSeen>, AnalyticsError> {
-        let _guard = self.read_guard()?;
-        let (from, to) = window(q);
-        let err = |doing: &'static str| {
-            move |source| AnalyticsError::Duckdb {
-                doing: doing.to_string(),
-                source,
-            }
-        };
+    /// The log sources that delivered events to a staged window.
+    fn sources_seen(&self, _staged: &StagedWindow<'_>) -> Result<Vec<SourceSeen>, AnalyticsError> {
         let mut stmt = self
             .connection()
             .prepare(SOURCES_SQL)
-            .map_err(err("preparing sources.sql"))?;
+            .map_err(duck("preparing sources.sql"))?;
         let rows = stmt
-            .query_map(params![from, to, q.tenant, q.app], |r| {
+            .query_map([], |r| {
                 Ok(SourceSeen {
                     source: r.get(0)?,
                     format: None,
@@ -466,27 +452,19 @@ impl Lake {
                     last_event: r.get::<_, Option<i64>>(4)?.map(iso),
                 })
             })
-            .map_err(err("running sources.sql"))?;
+            .map_err(duck("running sources.sql"))?;
         rows.collect::<Result<_, _>>()
-            .map_err(err("reading sources.sql"))
+            .map_err(duck("reading sources.sql"))
     }
 
-    /// FHIR calls per UTC day and app in `q`'s window (filters applied).
-    pub fn daily_calls(&self, q: &MatrixQuery) -> Result<Vec<DailyCalls>, AnalyticsError> {
-        let _guard = self.read_guard()?;
-        let (from, to) = window(q);
-        let err = |doing: &'static str| {
-            move |source| AnalyticsError::Duckdb {
-                doing: doing.to_string(),
-                source,
-            }
-        };
+    /// FHIR calls per UTC day and app in a staged window.
+    fn daily_calls(&self, _staged: &StagedWindow<'_>) -> Result<Vec<DailyCalls>, AnalyticsError> {
         let mut stmt = self
             .connection()
             .prepare(DAILY_CALLS_SQL)
-            .map_err(err("preparing daily_calls.sql"))?;
+            .map_err(duck("preparing daily_calls.sql"))?;
         let rows = stmt
-            .query_map(params![from, to, q.tenant, q.app], |r| {
+            .query_map([], |r| {
                 let day: i64 = r.get(0)?;
                 Ok(DailyCalls {
                     date: epoch_day(day).to_string(),
@@ -495,9 +473,9 @@ impl Lake {
                     denied: r.get::<_, i64>(3)?.max(0) as u64,
                 })
             })
-            .map_err(err("running daily_calls.sql"))?;
+            .map_err(duck("running daily_calls.sql"))?;
         rows.collect::<Result<_, _>>()
-            .map_err(err("reading daily_calls.sql"))
+            .map_err(duck("reading daily_calls.sql"))
     }
 
     /// Every tenant and app the lake holds events of, in any window.
