@@ -587,6 +587,7 @@ impl Ingest {
         let checkpoint = checkpoint_json(&self.sources, &push_record);
         let dead_lengths = self.dead.lengths().clone();
         let batches = self.writer.take_batches();
+        let started = Instant::now();
         let mut paused_since: Option<Instant> = None;
         loop {
             match self
@@ -608,6 +609,7 @@ impl Ingest {
                         auth = stats.auth_rows,
                         access = stats.access_rows,
                         lines = self.uncommitted_lines,
+                        ms = started.elapsed().as_millis() as u64,
                         "committed"
                     );
                     self.uncommitted_lines = 0;
