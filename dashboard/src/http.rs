@@ -1,6 +1,7 @@
 //! The middleware every request passes: security headers, the request log
-//! and metrics, and authentication with CSRF checks; and the two answers
-//! handlers share, a JSON API error and a file download.
+//! and metrics, and authentication with CSRF checks; the two answers
+//! handlers share, a JSON API error and a file download; and the parsing
+//! of a day typed into a form.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -140,6 +141,18 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, AppError> {
     serde_json::from_slice(body)
         .map_err(|e| AppError::BadRequest(format!("expected JSON {shape}: {e}")))
+}
+
+/// A day typed into form or API field `field` (`YYYY-MM-DD`, blanks around
+/// it ignored), or a message for the user naming the field and the format;
+/// callers wrap it in the error they answer with.
+pub(crate) fn parse_day(field: &str, text: &str) -> Result<time::Date, String> {
+    let text = text.trim();
+    time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|_| format!("{field}: expected a date like 2026-10-01 (YYYY-MM-DD), got {text:?}."))
 }
 
 /// A file to download: `body` as `content_type`, saved as `filename`. The

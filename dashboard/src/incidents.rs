@@ -7,9 +7,10 @@
 //! Storage: `<data>/dashboard/incidents/incidents.jsonl`, an append-only log
 //! of changes (created, alert added, owner set, status changed, note
 //! added), one JSON object per line, fsynced per append and folded into the
-//! current state on every read. A torn last line (a crash mid-append) is
-//! ignored on read and cut off before the next append. Writers in this
-//! process take [`LOCK`]; the file is also `flock`ed while appending.
+//! current state on every read ([`crate::jsonl`]: a torn last line, from a
+//! crash mid-append, is ignored on read and cut off before the next
+//! append). Writers in this process take [`LOCK`]; the file is also
+//! `flock`ed while appending.
 //!
 //! Tenant limits: an incident's tenants are those of its alerts, recorded
 //! when an alert joins. A user limited to tenants sees an incident only if
@@ -30,9 +31,6 @@
 //!   `{"status"}`, `{"text"}`, `{"owner"}` (null = nobody), `{"alert"}`
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -337,78 +335,6 @@ fn log_path(data_dir: &FsPath) -> PathBuf {
         .join("incidents.jsonl")
 }
 
-fn corrupt(path: &FsPath, line: usize, e: serde_json::Error) -> DashboardError {
-    DashboardError::io(
-        path,
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("line {line} is not an incident record: {e}"),
-        ),
-    )
-}
-
-/// Every complete record of the log, in order; a last line without its
-/// newline is a torn append and is ignored. No file: no incidents.
-fn read_records(path: &FsPath) -> Result<Vec<Record>, DashboardError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(DashboardError::io(path, e)),
-    };
-    let complete = match bytes.iter().rposition(|b| *b == b'\n') {
-        Some(last) => &bytes[..=last],
-        None => &[][..],
-    };
-    let mut out = Vec::new();
-    for (n, line) in complete.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        out.push(serde_json::from_slice(line).map_err(|e| corrupt(path, n + 1, e))?);
-    }
-    Ok(out)
-}
-
-/// Appends `record` as one line and fsyncs it, first cutting off a torn
-/// last line so the new line starts on its own.
-fn append_record(path: &FsPath, record: &Record) -> Result<(), DashboardError> {
-    let io = |e| DashboardError::io(path, e);
-    if let Some(dir) = path.parent() {
-        crate::users::ensure_private_dir(dir)?;
-    }
-    let mut line = serde_json::to_vec(record).map_err(|e| corrupt(path, 0, e))?;
-    line.push(b'\n');
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    file.lock().map_err(io)?;
-    let result = (|| {
-        let len = file.metadata()?.len();
-        if len > 0 {
-            let mut last = [0u8; 1];
-            file.seek(SeekFrom::Start(len - 1))?;
-            file.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                let mut all = Vec::new();
-                file.seek(SeekFrom::Start(0))?;
-                file.read_to_end(&mut all)?;
-                let good = all.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                tracing::warn!(path = %path.display(), "cut a torn last line off the incident log (a crash mid-write); nothing committed is lost");
-                file.set_len(good as u64)?;
-            }
-        }
-        // One write with O_APPEND: the line lands whole at the end.
-        file.write_all(&line)?;
-        file.sync_data()
-    })();
-    let _ = file.unlock();
-    result.map_err(io)
-}
-
 /// The incidents of one data directory, read fresh, under [`LOCK`].
 struct Book {
     path: PathBuf,
@@ -419,7 +345,7 @@ impl Book {
     fn open(data_dir: &FsPath) -> Result<Book, DashboardError> {
         let path = log_path(data_dir);
         let mut incidents = BTreeMap::new();
-        for r in read_records(&path)? {
+        for r in crate::jsonl::read_all::<Record>(&path)? {
             apply(&mut incidents, r);
         }
         Ok(Book { path, incidents })
@@ -433,7 +359,7 @@ impl Book {
             by: by.to_string(),
             change,
         };
-        append_record(&self.path, &record)?;
+        crate::jsonl::append(&self.path, &record)?;
         apply(&mut self.incidents, record);
         Ok(self.incidents[id].clone())
     }
@@ -1390,6 +1316,9 @@ pub fn routes() -> Router<AppState> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
     use super::*;
 
     fn aref(id: &str, sev: Severity, tenant: Option<&str>) -> AlertRef {
@@ -1415,7 +1344,7 @@ mod tests {
     fn the_log_folds_and_a_torn_line_is_ignored_then_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("incidents/incidents.jsonl");
-        append_record(
+        crate::jsonl::append(
             &path,
             &record(
                 "inc-1",
@@ -1426,7 +1355,7 @@ mod tests {
             ),
         )
         .unwrap();
-        append_record(
+        crate::jsonl::append(
             &path,
             &record(
                 "inc-1",
@@ -1442,7 +1371,7 @@ mod tests {
         drop(f);
         let fold = |path: &FsPath| {
             let mut m = BTreeMap::new();
-            for r in read_records(path).unwrap() {
+            for r in crate::jsonl::read_all::<Record>(path).unwrap() {
                 apply(&mut m, r);
             }
             m
@@ -1454,7 +1383,7 @@ mod tests {
         assert_eq!(inc.history.len(), 2);
         assert!(inc.notes.is_empty());
 
-        append_record(
+        crate::jsonl::append(
             &path,
             &record(
                 "inc-1",
@@ -1475,7 +1404,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("incidents.jsonl");
         std::fs::write(&path, "not json\n{}\n").unwrap();
-        assert!(read_records(&path).is_err());
+        assert!(crate::jsonl::read_all::<Record>(&path).is_err());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //!
 //! The foundation: users, login, sessions, CSRF, rate limiting, roles and
 //! tenant limits ([`auth`]), the audit trail ([`audit`]), API tokens,
-//! security headers, request logs and metrics ([`http`]), and the page frame
-//! ([`layout`]). The data pages read one shared snapshot of the lake
+//! security headers, request logs and metrics ([`http`]), the page frame
+//! ([`layout`]), and the append-only JSON Lines logs of incidents and
+//! recertification decisions ([`jsonl`]). The data pages read one shared snapshot of the lake
 //! ([`insights`]): overview, apps and tenants in [`pages`], reports in
 //! [`reports`], alerts in [`alerts`], incidents in [`incidents`],
 //! recertification in [`recert`].
@@ -46,6 +47,7 @@ pub mod error;
 pub mod http;
 pub mod incidents;
 pub mod insights;
+pub mod jsonl;
 pub mod layout;
 pub mod login;
 pub mod pages;

@@ -10,13 +10,17 @@
 //!   is judged against the evidence the reviewer saw, not against whatever
 //!   the lake says later). Written aside, fsynced, renamed.
 //! - `<id>.decisions.jsonl`: every decision, appended and fsynced one line
-//!   at a time, never rewritten. The newest line for a row is its decision;
-//!   the older ones are its history. A torn last line (a crash mid-append)
-//!   is ignored on read and cut off before the next append.
+//!   at a time, never rewritten ([`crate::jsonl`]). The newest line for a
+//!   row is its decision; the older ones are its history. A torn last line
+//!   (a crash mid-append) is ignored on read and cut off before the next
+//!   append.
+//!
+//! Both files are the owner's only (0600, in a 0700 directory).
 //!
 //! Ids are `rc-` and 16 hex digits; anything else is answered 404 before a
 //! path is built from it. One process-wide lock serialises the store (only
-//! the dashboard writes it).
+//! the dashboard writes it); a decisions file is also `flock`ed while
+//! appending.
 //!
 //! Who sees what: a campaign created by a user limited to some tenants
 //! covers only those tenants (`tenants` in the file). A user limited to
@@ -46,8 +50,8 @@
 //!   a list or a space-separated string)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -68,7 +72,7 @@ use scopewatch_model::scope::{ResourceScope, Scope};
 
 use crate::audit::{now_rfc3339_secs, Outcome};
 use crate::auth::{CurrentUser, Permission};
-use crate::http::{attachment, json_body};
+use crate::http::{attachment, json_body, parse_day};
 use crate::layout::{csrf_field, page, when_to, Precision};
 use crate::{AppError, AppState, DashboardError};
 
@@ -233,22 +237,14 @@ fn invalid_data(path: &Path, e: impl std::fmt::Display) -> DashboardError {
     )
 }
 
-/// Writes the campaign file aside, fsyncs it, renames it into place and
-/// fsyncs the directory: it appears whole or not at all.
+/// Writes the campaign file (0600, in a 0700 directory) aside, fsyncs it,
+/// renames it into place and fsyncs the directory: it appears whole or not
+/// at all.
 fn write_campaign(dir: &Path, c: &Campaign) -> Result<(), DashboardError> {
-    fs::create_dir_all(dir).map_err(|e| DashboardError::io(dir, e))?;
+    crate::users::ensure_private_dir(dir)?;
     let path = campaign_path(dir, &c.id);
-    let tmp = dir.join(format!(".{}.json.tmp", c.id));
     let bytes = serde_json::to_vec_pretty(c).map_err(|e| invalid_data(&path, e))?;
-    let mut f = File::create(&tmp).map_err(|e| DashboardError::io(&tmp, e))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| DashboardError::io(&tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(|e| DashboardError::io(&path, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| DashboardError::io(dir, e))
+    crate::users::write_private_atomic(&path, &bytes)
 }
 
 fn read_campaign(dir: &Path, id: &str) -> Result<Option<Campaign>, DashboardError> {
@@ -287,57 +283,16 @@ fn list_campaigns(dir: &Path) -> Result<Vec<Campaign>, DashboardError> {
     Ok(out)
 }
 
-/// The decisions of a campaign in the order they were made. Bytes after
-/// the last newline are a torn append and are ignored.
+/// The decisions of a campaign in the order they were made (a torn last
+/// line is ignored: [`crate::jsonl::read_all`]).
 fn read_decisions(dir: &Path, id: &str) -> Result<Vec<Decision>, DashboardError> {
-    let path = decisions_path(dir, id);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(DashboardError::io(&path, e)),
-    };
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-    let mut out = Vec::new();
-    for (n, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let d = serde_json::from_slice(line)
-            .map_err(|e| invalid_data(&path, format!("line {}: {e}", n + 1)))?;
-        out.push(d);
-    }
-    Ok(out)
+    crate::jsonl::read_all(&decisions_path(dir, id))
 }
 
-/// Appends one decision and fsyncs it, first cutting off a torn last line
-/// so the new one starts a line of its own.
+/// Appends one decision durably ([`crate::jsonl::append`]: a torn last line
+/// is cut off first, so the new one starts a line of its own).
 fn append_decision(dir: &Path, id: &str, d: &Decision) -> Result<(), DashboardError> {
-    let path = decisions_path(dir, id);
-    let io = |e: std::io::Error| DashboardError::io(&path, e);
-    let mut f = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(&path)
-        .map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
-    if len > 0 {
-        let mut last = [0u8; 1];
-        f.seek(SeekFrom::End(-1)).map_err(io)?;
-        f.read_exact(&mut last).map_err(io)?;
-        if last[0] != b'\n' {
-            let mut all = Vec::new();
-            f.seek(SeekFrom::Start(0)).map_err(io)?;
-            f.read_to_end(&mut all).map_err(io)?;
-            let keep = all.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-            tracing::warn!(path = %path.display(), dropped = all.len() - keep, "cutting a torn last line off the recertification decisions");
-            f.set_len(keep as u64).map_err(io)?;
-        }
-    }
-    let mut line = serde_json::to_vec(d).map_err(|e| invalid_data(&path, e))?;
-    line.push(b'\n');
-    f.write_all(&line).map_err(io)?;
-    f.sync_all().map_err(io)
+    crate::jsonl::append(&decisions_path(dir, id), d)
 }
 
 /// Runs `f` under the store lock, off the async threads.
@@ -544,16 +499,6 @@ async fn load_all_seen(state: &AppState, user: &CurrentUser) -> Result<Vec<Seen>
 // ---------------------------------------------------------------------------
 // Creating a campaign
 // ---------------------------------------------------------------------------
-
-fn parse_day(field: &str, s: &str) -> Result<Date, String> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(s.trim(), format).map_err(|_| {
-        format!(
-            "{field}: expected a date like 2026-10-01, got {:?}",
-            s.trim()
-        )
-    })
-}
 
 /// Checks a new campaign's fields: a name, and a period of whole days.
 fn check_new(name: &str, from: &str, to: &str) -> Result<(String, Date, Date), String> {
@@ -1982,6 +1927,9 @@ async fn api_decide(
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
     use super::*;
 
     const SAMPLE: &str = include_str!("../../sample-logs/registry.toml");

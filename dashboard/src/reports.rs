@@ -19,7 +19,7 @@ use serde::Deserialize;
 use time::{Date, Month};
 
 use crate::auth::{CurrentUser, Permission};
-use crate::http::attachment;
+use crate::http::{attachment, parse_day};
 use crate::layout::page;
 use crate::{AppError, AppState};
 
@@ -61,18 +61,6 @@ pub fn quarter_of(day: Date) -> (Date, Date) {
     (from, to)
 }
 
-fn parse_day(field: &str, text: &str) -> Result<Date, AppError> {
-    Date::parse(
-        text.trim(),
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .map_err(|_| {
-        AppError::BadRequest(format!(
-            "{field}: expected a date like 2026-07-01 (YYYY-MM-DD)."
-        ))
-    })
-}
-
 /// A checked request: dates in order, a tenant and app the user may have.
 struct Checked {
     from: Date,
@@ -83,8 +71,8 @@ struct Checked {
 }
 
 fn check(user: &CurrentUser, form: &ReportForm) -> Result<Checked, AppError> {
-    let from = parse_day("from", &form.from)?;
-    let to = parse_day("to", &form.to)?;
+    let from = parse_day("from", &form.from).map_err(AppError::BadRequest)?;
+    let to = parse_day("to", &form.to).map_err(AppError::BadRequest)?;
     if from > to {
         return Err(AppError::BadRequest(format!(
             "The dates are inverted: from {from} is after to {to}."

@@ -501,7 +501,7 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes `bytes` to `path` whole or not at all, readable by the owner only.
-fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
