@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         ),
         Command::Scopes(ScopesCommand::Minimise { used }) => scopes_minimise(&used),
         Command::Registry(RegistryCommand::Check { file }) => registry_check(&config, file),
-        Command::Ingest(args) => crate::ingest::run(&config, args),
+        Command::Ingest(args) => crate::ingest::run(&config, args, None),
         Command::Generate(args) => generate(args),
         Command::Sql(args) => crate::sql::run(&config, args),
         Command::Report(args) => crate::report::run(&config, args),

@@ -39,7 +39,32 @@ pub fn init_logging() {
         .try_init();
 }
 
-pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
+/// What streaming detection runs with: the rule file and the registry,
+/// loaded once (`run` loads them before the dashboard starts, so a rule file
+/// that does not load stops everything before anything is up).
+pub struct DetectionInputs {
+    rules: Arc<scopewatch_rules::config::Rules>,
+    registry: Option<Arc<scopewatch_model::registry::Registry>>,
+}
+
+impl DetectionInputs {
+    pub fn load(config: &Config) -> Result<DetectionInputs> {
+        Ok(DetectionInputs {
+            rules: Arc::new(
+                crate::rules::load_rules(config, None).context("loading the detection rules")?,
+            ),
+            registry: crate::rules::load_registry(config, None)?.map(Arc::new),
+        })
+    }
+}
+
+/// `scopewatch ingest`. `detection` is what the rules run with when they
+/// run (loaded here from the config when not given).
+pub fn run(
+    config: &Config,
+    args: IngestArgs,
+    detection: Option<DetectionInputs>,
+) -> Result<ExitCode> {
     init_logging();
     let stop = stop_flag()?;
     let mut options = IngestOptions::from_config(config);
@@ -71,10 +96,7 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
             "paths are only for a backfill: add --once, or put them in a [[source]] of the config"
         );
     }
-    if let Some(addr) = &config.ingest.metrics_listen {
-        let addr: std::net::SocketAddr = addr
-            .parse()
-            .with_context(|| format!("ingest.metrics_listen {addr:?} is not an address"))?;
+    if let Some(addr) = config.ingest.metrics_listen {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
             .install()
@@ -85,7 +107,11 @@ pub fn run(config: &Config, args: IngestArgs) -> Result<ExitCode> {
     let detection = if args.no_rules {
         None
     } else {
-        Some(start_detection(config, &mut ingest)?)
+        let inputs = match detection {
+            Some(inputs) => inputs,
+            None => DetectionInputs::load(config)?,
+        };
+        Some(start_detection(config, &mut ingest, inputs)?)
     };
     // The push endpoint runs on its own threads beside this loop, which owns
     // the lake writer: handlers queue parsed requests and wait for the commit.
@@ -199,9 +225,8 @@ fn backfill(
 fn start_detection(
     config: &Config,
     ingest: &mut Ingest,
+    DetectionInputs { rules, registry }: DetectionInputs,
 ) -> Result<std::thread::JoinHandle<Result<scopewatch_rules::stream::Detector>>> {
-    let rules = Arc::new(crate::rules::load_rules(config, None)?);
-    let registry = crate::rules::load_registry(config, None)?.map(Arc::new);
     let mut detector =
         scopewatch_rules::stream::Detector::open(&config.data_dir, Arc::clone(&rules), registry)?;
     let mut notify = notifier(config, &rules)?;

@@ -26,8 +26,7 @@ pub fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
     crate::ingest::init_logging();
     // Whatever would stop ingest stops `run` before the dashboard is up: a
     // rule file or registry that does not load.
-    crate::rules::load_rules(config, None).context("loading the detection rules")?;
-    crate::rules::load_registry(config, None)?;
+    let detection = crate::ingest::DetectionInputs::load(config)?;
     if config.sources.is_empty() {
         tracing::warn!("the config has no [[source]]: nothing to ingest; the dashboard shows what the data directory holds");
     }
@@ -42,7 +41,7 @@ pub fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         quiet: true,
         no_rules: false,
     };
-    let code = crate::ingest::run(config, ingest)?;
+    let code = crate::ingest::run(config, ingest, Some(detection))?;
     dashboard
         .join()
         .map_err(|_| anyhow::anyhow!("the dashboard thread panicked"))?

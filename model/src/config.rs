@@ -60,8 +60,9 @@ pub struct IngestSection {
     /// `SCOPEWATCH_PSEUDONYM_KEY` environment variable to a key in a file.
     pub pseudonym_key: Option<String>,
     /// Address for the Prometheus `/metrics` endpoint of `scopewatch ingest`,
-    /// e.g. `127.0.0.1:9898`. Absent: no endpoint.
-    pub metrics_listen: Option<String>,
+    /// e.g. `127.0.0.1:9898` (checked when the config is read). Absent: no
+    /// endpoint.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[ingest.push]`: the HTTP push endpoint (`POST /ingest/<source>`).
     /// Absent: no endpoint. After validation it is in [`Config::push`]
     /// (and `None` here).
@@ -701,10 +702,10 @@ impl Config {
                     self.analysis_limits.threads = number(1, 64, "1 to 64")? as u16
                 }
                 "SCOPEWATCH_METRICS_LISTEN" => {
-                    value
-                        .parse::<SocketAddr>()
-                        .map_err(|_| err(format!("{value:?}: use IP:port, e.g. 127.0.0.1:9898")))?;
-                    self.ingest.metrics_listen = Some(value.to_string())
+                    self.ingest.metrics_listen =
+                        Some(value.parse::<SocketAddr>().map_err(|_| {
+                            err(format!("{value:?}: use IP:port, e.g. 127.0.0.1:9898"))
+                        })?)
                 }
                 other => unreachable!("{other} is in ENV_OVERRIDES without a handler"),
             }
@@ -1294,7 +1295,10 @@ name = "shipper"
         assert_eq!(c.stale_after_days, 120);
         assert_eq!(c.analysis_limits.memory_limit_mib, 512);
         assert_eq!(c.analysis_limits.threads, 4);
-        assert_eq!(c.ingest.metrics_listen.as_deref(), Some("127.0.0.1:9898"));
+        assert_eq!(
+            c.ingest.metrics_listen,
+            Some("127.0.0.1:9898".parse().unwrap())
+        );
 
         for (var, bad) in [
             ("SCOPEWATCH_OBSERVATION_WINDOW_DAYS", "0"),
@@ -1332,6 +1336,14 @@ name = "shipper"
         .unwrap_err()
         .to_string();
         assert!(e.contains("analysis.observation_window_days"), "{e}");
+        let e = Config::from_toml_str(
+            "[ingest]\nmetrics_listen = \"localhost:9898\"\n",
+            "sw.toml",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sw.toml") && e.contains("metrics_listen"), "{e}");
         let c = Config::from_toml_str(
             "[fhir]\nbase_paths = [\"/fhir/r4/{tenant}\"]\n",
             "sw.toml",
