@@ -1,32 +1,28 @@
 //! The `scopewatch` binary run as a user runs it: its JSON output and exit
 //! codes for the scope and registry verbs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::Value;
 
+mod common;
+use common::{bin, repo, stderr};
+
 fn scopewatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scopewatch"))
+    bin()
         .args(args)
-        .env_remove("SCOPEWATCH_CONFIG")
-        .env_remove("SCOPEWATCH_DATA")
         .output()
         .expect("the scopewatch binary runs")
 }
 
+/// The JSON lines of stdout, whatever the exit code.
 fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
+    common::json_lines(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn sample_registry() -> PathBuf {
-    // Read at run time, not baked in with `env!`: a test binary reused from a
-    // shared target directory must find the checkout it is run from.
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test");
-    Path::new(&manifest).join("docs/registry-example.toml")
+    repo().join("docs/registry-example.toml")
 }
 
 #[test]
@@ -80,11 +76,7 @@ fn check_judges_a_request_against_its_grants() {
         "--request",
         "GET /fhir/r4/tenant-a/Observation?patient=123&category=laboratory",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let v = &json_lines(&out)[0];
     assert_eq!(v["interaction"], "search");
     assert_eq!(v["resource"], "Observation");
@@ -160,11 +152,7 @@ fn check_judges_a_transaction_entry_by_entry() {
         "--bundle",
         bundle.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let v = &json_lines(&out)[0];
     assert_eq!(v["interaction"], "batch");
     let entries = v["entries"].as_array().unwrap();
@@ -192,7 +180,7 @@ fn check_refuses_what_is_not_a_fhir_request() {
         "GET /fhir/Observaton/1",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("Observation"), "suggests the type: {err}");
     let out = scopewatch(&[
         "scopes",
@@ -234,11 +222,7 @@ fn minimise_prints_the_least_privilege_set() {
 #[test]
 fn the_sample_registry_passes() {
     let out = scopewatch(&["registry", "check", sample_registry().to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let v = &json_lines(&out)[0];
     assert_eq!(v["valid"], true);
     assert!(v["apps"].as_u64().unwrap() >= 8);
@@ -256,7 +240,7 @@ fn a_broken_registry_fails_naming_the_field() {
     std::fs::write(&file, broken).unwrap();
     let out = scopewatch(&["registry", "check", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("registry.toml"), "{err}");
     assert!(err.contains("approved_scopes["), "{err}");
     assert!(err.contains("patient/Condition.dus"), "{err}");
@@ -273,7 +257,7 @@ fn a_broken_registry_fails_naming_the_field() {
     std::fs::write(&file, broken).unwrap();
     let out = scopewatch(&["registry", "check", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+    assert!(stderr(&out).contains("colour"));
 
     // a missing file is an error of its own
     let out = scopewatch(&[
@@ -282,7 +266,7 @@ fn a_broken_registry_fails_naming_the_field() {
         dir.path().join("nope.toml").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
+    assert!(stderr(&out).contains("nope.toml"));
 }
 
 #[test]
@@ -298,11 +282,7 @@ fn the_config_supplies_the_registry_and_fhir_base() {
     )
     .unwrap();
     let out = scopewatch(&["--config", config.to_str().unwrap(), "registry", "check"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     // with the base configured, a tenant segment is not mistaken for anything
     let out = scopewatch(&[
         "--config",
@@ -328,6 +308,6 @@ fn the_config_supplies_the_registry_and_fhir_base() {
         "launch",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("registy"));
+    assert!(stderr(&out).contains("registy"));
     assert!(out.stdout.is_empty());
 }

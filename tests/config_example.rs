@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 mod common;
-use common::{bin, repo};
+use common::{bin, free_port, repo, run_ok, sigterm, stderr};
 
 use scopewatch_model::config::Config;
 use scopewatch_rules::config::Rules;
@@ -229,16 +229,13 @@ fn the_example_config_documents_every_option_and_loads() {
     }
 
     // It loads as it is, and what it sets is what the binary uses.
-    let out = bin()
-        .args(["--config", path.to_str().unwrap(), "registry", "check"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&run_ok(bin().args([
+        "--config",
+        path.to_str().unwrap(),
+        "registry",
+        "check",
+    ])))
+    .unwrap();
     assert_eq!(summary["valid"], true);
     assert!(summary["apps"].as_u64().unwrap() > 0);
     let c = Config::load(&path).unwrap();
@@ -298,15 +295,7 @@ fn the_example_rule_file_documents_every_option_and_is_the_builtin_rules() {
         &first_only,
     );
 
-    let out = bin()
-        .args(["rules", "check", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(bin().args(["rules", "check", path.to_str().unwrap()]));
     let example = Rules::load(&path).unwrap();
     let builtin = Rules::builtin();
     let defs = |r: &Rules| {
@@ -325,12 +314,10 @@ fn the_example_rule_file_documents_every_option_and_is_the_builtin_rules() {
     assert_eq!(d.destinations.len(), 2);
 }
 
+/// Exit code and stderr of a command expected to fail.
 fn stderr_of(cmd: &mut std::process::Command) -> (i32, String) {
     let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), stderr(&out))
 }
 
 #[test]
@@ -348,13 +335,7 @@ fn environment_overrides_the_config_and_flags_override_the_environment() {
         for (k, v) in envs {
             c.env(k, v);
         }
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&run_ok(&mut c)).unwrap();
         v["file"].as_str().unwrap().to_string()
     };
     // File, then environment over the file, then the argument over both.
@@ -407,13 +388,7 @@ fn environment_overrides_the_config_and_flags_override_the_environment() {
     // SCOPEWATCH_LISTEN is where `serve` listens; --listen wins over it
     // (even over a variable that is not an address).
     let serves_on = |env: &str, flag: Option<u16>| -> u16 {
-        let port = flag.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        });
+        let port = flag.unwrap_or_else(free_port);
         let mut cmd = bin();
         cmd.args(["--data", data.to_str().unwrap(), "serve"]);
         if flag.is_some() {
@@ -430,7 +405,7 @@ fn environment_overrides_the_config_and_flags_override_the_environment() {
             std::thread::sleep(std::time::Duration::from_millis(50));
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        common::sigterm(&child);
+        sigterm(&child);
         assert!(child.wait().unwrap().success());
         assert!(
             listening,
@@ -439,15 +414,10 @@ fn environment_overrides_the_config_and_flags_override_the_environment() {
         port
     };
     serves_on("127.0.0.1:PORT", None);
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    serves_on("not an address", Some(free));
+    serves_on("not an address", Some(free_port()));
 
     // The help says what wins.
-    let help = common::run_ok(bin().arg("--help"));
+    let help = run_ok(bin().arg("--help"));
     assert!(help.contains("SCOPEWATCH_LISTEN") && help.contains("highest precedence first"));
     for var in scopewatch_model::config::ENV_OVERRIDES
         .iter()

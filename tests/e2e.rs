@@ -7,7 +7,7 @@
 //! restart nothing may be lost or counted twice.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -17,44 +17,27 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod common;
-use common::{append, bin, kill9, run_ok, sigterm};
+use common::alerting::{start_smtp, write_rules_mailing_secops, SmtpSink};
+use common::http::{get_with_token, parse_response};
+use common::lines::refresh_line;
+use common::{
+    append, bin, free_port, json_lines, kill9, now_rfc3339, run_ok, sigterm, wait_for, ChildLog,
+};
 
-#[path = "../rules/tests/support/smtp.rs"]
-mod smtp;
-
-/// Waits until `done` gives a value, or fails after `limit` saying `what`.
-fn wait_for<T>(limit: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = done() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(150));
-    }
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
-/// The running `scopewatch run`, with what it printed on stdout.
+/// The running `scopewatch run`, with what it printed on stdout; its log
+/// goes to `log`.
 struct Running {
     child: Child,
     stdout: Arc<Mutex<String>>,
 }
 
 impl Running {
-    fn start(config: &Path, port: u16) -> Running {
+    fn start(config: &Path, port: u16, log: &ChildLog) -> Running {
         let mut child = bin()
             .args(["--config", config.to_str().unwrap(), "run"])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.stdio())
             .spawn()
             .unwrap();
         let stdout = Arc::new(Mutex::new(String::new()));
@@ -67,9 +50,11 @@ impl Running {
                 s.push('\n');
             }
         });
-        wait_for(Duration::from_secs(20), "the dashboard to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        wait_for(
+            Duration::from_secs(20),
+            log.explain("the dashboard to listen"),
+            || TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
         Running { child, stdout }
     }
 
@@ -78,56 +63,16 @@ impl Running {
     }
 }
 
-/// A GET with a bearer token: status and body (HTTP/1.1, plain or chunked).
-fn get(port: u16, path: &str, token: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
-         Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        loop {
-            let (size, after) = rest.split_once("\r\n").unwrap();
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = &after[n + 2..];
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
 /// `scopewatch sql` over the lake, one JSON object per row.
 fn sql(config: &Path, query: &str) -> Vec<Value> {
-    run_ok(bin().args([
+    json_lines(&run_ok(bin().args([
         "--config",
         config.to_str().unwrap(),
         "sql",
         "--format",
         "json",
         query,
-    ]))
-    .lines()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect()
+    ])))
 }
 
 /// Rows, distinct event ids and rows of the live source, per stream.
@@ -171,7 +116,7 @@ fn lake_by_source(config: &Path) -> Vec<(String, String, u64, u64)> {
 }
 
 /// The alert ids the messages at the SMTP server link to, one per message.
-fn mailed_alert_ids(mail: &smtp::SmtpSink) -> Vec<String> {
+fn mailed_alert_ids(mail: &SmtpSink) -> Vec<String> {
     mail.messages()
         .iter()
         .map(|m| {
@@ -231,7 +176,7 @@ impl Live {
             let denied = self.seq.is_multiple_of(8);
             lines.push(
                 json!({
-                    "stream": "access", "ts": rfc3339(time::OffsetDateTime::now_utc()),
+                    "stream": "access", "ts": now_rfc3339(),
                     "tenant": "north", "client_id": self.client,
                     "token_id": format!("at-live-{}", self.seq / 10),
                     "method": "GET",
@@ -250,13 +195,7 @@ impl Live {
 
     /// A successful refresh consuming `consumed` and issuing `issued`.
     fn refresh(&mut self, consumed: &str, issued: &str, ip: &str) {
-        let line = json!({
-            "stream": "auth", "ts": rfc3339(time::OffsetDateTime::now_utc()),
-            "tenant": "north", "kind": "refresh", "outcome": "success",
-            "client_id": self.client, "user": "live-user-7", "grant_type": "refresh_token",
-            "refresh_token": issued, "parent_refresh_token": consumed, "ip": ip,
-        })
-        .to_string();
+        let line = refresh_line(&self.client, "live-user-7", consumed, issued, ip);
         self.refreshes += 1;
         self.write(&[line]);
     }
@@ -300,22 +239,10 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
 
     // The built-in rules, mailing high and critical alerts to the loopback
     // server; the generated config plus a live log and quick commits.
-    let smtp_port = smtp::free_port();
-    let mail = smtp::SmtpSink::start(smtp_port, &dir.path().join("mail"));
-    let port = smtp::free_port();
+    let (smtp_port, mail) = start_smtp(dir.path());
+    let port = free_port();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        format!(
-            "{}\n[delivery]\ndashboard_url = \"http://127.0.0.1:{port}\"\n\
-             [delivery.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\n\
-             from = \"scopewatch <alerts@example.org>\"\n\
-             [[delivery.destination]]\nname = \"secops\"\ntype = \"email\"\nto = [\"secops@example.org\"]\n\
-             [[delivery.route]]\nmin_severity = \"high\"\ndestinations = [\"secops\"]\n",
-            run_ok(bin().args(["rules", "defaults"]))
-        ),
-    )
-    .unwrap();
+    write_rules_mailing_secops(&rules, &format!("http://127.0.0.1:{port}"), smtp_port);
     let generated = std::fs::read_to_string(eco.join("scopewatch.toml")).unwrap();
     let config = eco.join("live.toml");
     std::fs::write(
@@ -341,11 +268,13 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     // The live system was already writing before scopewatch started.
     live.calls(20);
 
-    let mut run = Running::start(&config, port);
+    // Its log goes to a file, shown when an assertion about it fails.
+    let log = ChildLog::new(dir.path().join("scopewatch.stderr"));
+    let mut run = Running::start(&config, port, &log);
     let engine_state = data.join("alerts/engine-state.json");
     wait_for(
         Duration::from_secs(40),
-        "the generated logs to be ingested and judged",
+        log.explain("the generated logs to be ingested and judged"),
         || engine_state.exists().then_some(()),
     );
 
@@ -355,7 +284,7 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     let want = live.lines;
     wait_for(
         Duration::from_secs(15),
-        "the live lines in the lake",
+        log.explain("the live lines in the lake"),
         || {
             let c = live_counts(&config);
             (c["access"].0 + c["auth"].0 == want).then_some(())
@@ -371,7 +300,10 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     let stdout = run.stdout();
     assert!(
         stdout.contains("username: admin") && stdout.contains("password: "),
-        "the first run prints the admin credential: {stdout:?}"
+        "{}",
+        log.explain(format!(
+            "the first run prints the admin credential: {stdout:?}"
+        ))
     );
     let data_arg = ["--data", data.to_str().unwrap()];
     run_ok(
@@ -382,17 +314,20 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     let token = run_ok(bin().args(data_arg).args(["user", "token", "sec"]))
         .trim()
         .to_string();
-    let (status, _) = get(port, "/api/alerts", "swt_not-a-token");
-    assert_eq!(status, 401, "the API needs a valid token");
+    let refused = get_with_token(port, "/api/alerts", "swt_not-a-token");
+    assert_eq!(
+        refused.status, 401,
+        "the API needs a valid token: {refused:?}"
+    );
     let replay = wait_for(
         Duration::from_secs(15),
-        "the replay alert in /api/alerts",
+        log.explain("the replay alert in /api/alerts"),
         || {
-            let (status, body) = get(port, "/api/alerts?rule=refresh-token-replay", &token);
-            if status != 200 {
+            let answer = get_with_token(port, "/api/alerts?rule=refresh-token-replay", &token);
+            if answer.status != 200 {
                 return None;
             }
-            let alerts: Vec<Value> = serde_json::from_str(&body).unwrap();
+            let alerts: Vec<Value> = serde_json::from_str(&answer.body).unwrap();
             alerts.into_iter().find(|a| {
                 a["evidence"]
                     .as_array()
@@ -418,9 +353,11 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     }
 
     // (c) One email for it at the SMTP server.
-    wait_for(Duration::from_secs(15), "the replay email", || {
-        mailed_alert_ids(&mail).contains(&replay_id).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(15),
+        log.explain("the replay email"),
+        || mailed_alert_ids(&mail).contains(&replay_id).then_some(()),
+    );
     let raw: Vec<String> = mail
         .messages()
         .iter()
@@ -430,7 +367,7 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
         .iter()
         .filter(|r| r.contains(&format!("/alerts/{replay_id}")))
         .collect();
-    assert_eq!(ours.len(), 1, "one email for the replay");
+    assert_eq!(ours.len(), 1, "{}", log.explain("one email for the replay"));
     assert!(ours[0].contains("Refresh token replayed"), "{}", ours[0]);
     assert!(
         !ours[0].contains(STOLEN),
@@ -485,7 +422,7 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     };
     wait_for(
         Duration::from_secs(10),
-        "the replay lines in the lake",
+        log.explain("the replay lines in the lake"),
         || {
             let c = live_counts(&config);
             (c["access"].0 + c["auth"].0 == live.lines).then_some(())
@@ -495,9 +432,11 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
 
     // Everything mailed so far has left the outbox; then more lines, and a
     // SIGKILL while they are being read.
-    wait_for(Duration::from_secs(15), "the outbox to drain", || {
-        (outbox_pending(&data) == 0).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(15),
+        log.explain("the outbox to drain"),
+        || (outbox_pending(&data) == 0).then_some(()),
+    );
     let before_kill = lake_by_source(&config);
     let mailed_before = mailed_alert_ids(&mail);
     live.calls(40);
@@ -505,14 +444,14 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     kill9(&mut run.child);
 
     // Restarted: it picks up where it was; the dashboard's users stay.
-    let mut run = Running::start(&config, port);
+    let mut run = Running::start(&config, port, &log);
     live.calls(25);
     // The stolen token once more: folds into the alert, mailed no more.
     live.refresh(STOLEN, "rt-live-4", "198.51.100.7");
     let want = live.lines;
     wait_for(
         Duration::from_secs(20),
-        "every live line in the lake after the restart",
+        log.explain("every live line in the lake after the restart"),
         || {
             let c = live_counts(&config);
             (c["access"].0 + c["auth"].0 >= want).then_some(())
@@ -521,10 +460,10 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     let count = replay["count"].as_u64().unwrap();
     wait_for(
         Duration::from_secs(15),
-        "the repeat to fold into the alert",
+        log.explain("the repeat to fold into the alert"),
         || {
-            let (_, body) = get(port, &format!("/api/alerts/{replay_id}"), &token);
-            let a: Value = serde_json::from_str(&body).ok()?;
+            let answer = get_with_token(port, &format!("/api/alerts/{replay_id}"), &token);
+            let a: Value = serde_json::from_str(&answer.body).ok()?;
             (a["count"].as_u64()? == count + 1).then_some(())
         },
     );
@@ -536,20 +475,30 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     assert_eq!(
         c["access"],
         (live.calls, live.calls),
-        "live access rows, ids"
+        "{}",
+        log.explain("live access rows, ids")
     );
     assert_eq!(
         c["auth"],
         (live.refreshes, live.refreshes),
-        "live auth rows, ids"
+        "{}",
+        log.explain("live auth rows, ids")
     );
     let after = lake_by_source(&config);
     for (stream, source, n, ids) in &after {
-        assert_eq!(n, ids, "{stream} {source}: an event id twice");
+        assert_eq!(
+            n,
+            ids,
+            "{}",
+            log.explain(format!("{stream} {source}: an event id twice"))
+        );
         if source != "live" {
             assert!(
                 before_kill.contains(&(stream.clone(), source.clone(), *n, *ids)),
-                "{stream} {source}: {n} rows after the restart, before: {before_kill:?}"
+                "{}",
+                log.explain(format!(
+                    "{stream} {source}: {n} rows after the restart, before: {before_kill:?}"
+                ))
             );
         }
     }
@@ -560,8 +509,10 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     report(&live);
 
     // One replay alert, mailed once; no alert mailed twice.
-    let (_, body) = get(port, "/api/alerts?rule=refresh-token-replay", &token);
-    let alerts: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let alerts: Vec<Value> = serde_json::from_str(
+        &get_with_token(port, "/api/alerts?rule=refresh-token-replay", &token).body,
+    )
+    .unwrap();
     let live_replays: Vec<&Value> = alerts
         .iter()
         .filter(|a| {
@@ -572,19 +523,26 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
                 .any(|e| e.as_str().unwrap().starts_with("live:"))
         })
         .collect();
-    assert_eq!(live_replays.len(), 1, "{live_replays:#?}");
+    assert_eq!(
+        live_replays.len(),
+        1,
+        "{}",
+        log.explain(format!("{live_replays:#?}"))
+    );
     assert_eq!(live_replays[0]["id"], replay_id.as_str());
     let mailed = mailed_alert_ids(&mail);
     let unique: BTreeSet<&String> = mailed.iter().collect();
     assert_eq!(
         unique.len(),
         mailed.len(),
-        "an alert mailed twice: {mailed:?}"
+        "{}",
+        log.explain(format!("an alert mailed twice: {mailed:?}"))
     );
     assert_eq!(
         mailed.iter().filter(|id| **id == replay_id).count(),
         1,
-        "the replay was mailed again after the restart"
+        "{}",
+        log.explain("the replay was mailed again after the restart")
     );
     assert!(mailed_before.iter().all(|id| mailed.contains(id)));
     assert!(
@@ -593,7 +551,12 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
     );
 
     sigterm(&run.child);
-    assert!(run.child.wait().unwrap().success(), "exit 0 on SIGTERM");
+    let status = run.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        log.explain(format!("exit 0 on SIGTERM, not {status}"))
+    );
     eprintln!(
         "end-to-end: {} live lines ({} calls, {} denied, {} refreshes); lake {after:?}; \
          replay alert {replay_id} (count {}); {} emails for alerts {mailed:?}; {:?}",
@@ -605,4 +568,40 @@ fn run_ingests_alerts_mails_reports_and_survives_sigkill() {
         mailed.len(),
         started.elapsed()
     );
+}
+
+/// The test client decodes chunked answers on bytes: a chunk may end inside
+/// a multibyte character (as a streamed JSON body with names in any
+/// language does), and a chunk size counts bytes, not characters.
+#[test]
+fn the_test_client_decodes_chunks_that_split_characters() {
+    let text = "[{\"name\":\"Zoë Müller ✓ 患者\"}]";
+    let bytes = text.as_bytes();
+    // Cuts inside `ë` (2 bytes), `✓` (3) and `患` (3).
+    let at_e = text.find('ë').unwrap() + 1;
+    let at_check = text.find('✓').unwrap() + 2;
+    let at_kanji = text.find('患').unwrap() + 1;
+    let mut raw = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    let mut from = 0;
+    for to in [at_e, at_check, at_kanji, bytes.len()] {
+        raw.extend_from_slice(format!("{:x}\r\n", to - from).as_bytes());
+        raw.extend_from_slice(&bytes[from..to]);
+        raw.extend_from_slice(b"\r\n");
+        from = to;
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let answer = parse_response(&raw);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, text);
+    assert_eq!(answer.json()[0]["name"], "Zoë Müller ✓ 患者");
+
+    // Not chunked: the body as sent.
+    let plain = format!(
+        "HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\n\r\n{text}",
+        bytes.len()
+    );
+    let answer = parse_response(plain.as_bytes());
+    assert_eq!((answer.status, answer.body.as_str()), (401, text));
 }

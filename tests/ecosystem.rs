@@ -4,24 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 use scopewatch_analytics::{EngineLimits, Lake};
 
 mod common;
-use common::bin;
-
-fn run_json(cmd: &mut Command) -> serde_json::Value {
-    let out = cmd.output().expect("scopewatch runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    let last = stdout.lines().last().expect("a summary line");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON: {last}: {e}"))
-}
+use common::{all_file_bytes, bin, contains_bytes, ingest, run_json};
 
 fn generate(out: &Path) -> serde_json::Value {
     let summary = run_json(bin().args([
@@ -115,15 +102,7 @@ fn ingested() -> (tempfile::TempDir, serde_json::Value, std::path::PathBuf) {
     let truth = generate(&eco);
     let config = eco.join("scopewatch.toml");
     let data = dir.path().join("data");
-    let summary = run_json(bin().args([
-        "--config",
-        config.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "ingest",
-        "--once",
-        "--quiet",
-    ]));
+    let summary = ingest(&config, &data);
     assert_eq!(
         summary["dead_lettered"], 0,
         "every generated line parses: {summary}"
@@ -202,31 +181,15 @@ fn every_format_carries_the_true_scope_matrix() {
 
     // Nothing raw: no bearer token and no raw patient id of the logs.
     let raw_jwt_prefix = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImdlbiJ9";
-    for entry in walk(&data) {
-        let bytes = std::fs::read(&entry).unwrap();
+    let mut files = Vec::new();
+    all_file_bytes(&data, &mut files);
+    for (path, bytes) in &files {
         assert!(
-            !contains(&bytes, raw_jwt_prefix.as_bytes()),
+            !contains_bytes(bytes, raw_jwt_prefix.as_bytes()),
             "{} holds a raw bearer token",
-            entry.display()
+            path.display()
         );
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The analytics' scope matrix against the generator's truth, for every app

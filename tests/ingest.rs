@@ -8,24 +8,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use scopewatch_analytics::{EngineLimits, Lake};
 
 mod common;
-use common::{all_file_bytes, append, bin, kill9, sigterm};
+use common::lake::{access_counts, lake_text};
+use common::{all_file_bytes, append, bin, contains_bytes, kill9, sigterm, stderr, wait_until};
 
-/// A JWT with a `jti`, as an authorization server would issue it (the
-/// signature is not checked by anyone here).
+/// A JWT with a `jti`, issued to `dr-who-7`.
 fn jwt(jti: &str, patient: &str) -> String {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!(
-        "{}.{}.{}",
-        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
-        b64(&format!(
-            r#"{{"jti":"{jti}","client_id":"cardio-insight","scope":"launch patient/Observation.rs","sub":"dr-who-7","patient":"{patient}","exp":1795000000}}"#
-        )),
-        "c2lnbmF0dXJlLW5vdC1jaGVja2Vk"
-    )
+    common::lines::jwt(jti, "dr-who-7", patient)
 }
 
 /// One canonical access line; `seq` goes into `bytes` so each line is
@@ -59,27 +49,6 @@ paths = [{glob:?}]
     )
     .unwrap();
     config
-}
-
-fn lake_counts(data: &Path) -> (u64, u64, u64) {
-    let lake = Lake::open(
-        data,
-        &EngineLimits {
-            memory_limit_mib: 256,
-            threads: 1,
-        },
-    )
-    .unwrap();
-    lake.connection()
-        .query_row(
-            "SELECT count(*), count(DISTINCT event_id), count(DISTINCT bytes) FROM access",
-            [],
-            |r| {
-                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
-                Ok((n(0)?, n(1)?, n(2)?))
-            },
-        )
-        .unwrap()
 }
 
 #[test]
@@ -130,7 +99,7 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         std::thread::sleep(Duration::from_millis(300));
-        let (rows, _, _) = lake_counts(&data);
+        let (rows, _, _) = access_counts(&data);
         if rows >= written || Instant::now() > deadline {
             break;
         }
@@ -139,47 +108,13 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let status = child.wait().unwrap();
     assert!(status.success(), "clean stop after SIGTERM: {status}");
 
-    let (rows, ids, seqs) = lake_counts(&data);
+    let (rows, ids, seqs) = access_counts(&data);
     assert_eq!(
         seqs, written,
         "every written line is in the lake ({kills} kills)"
     );
     assert_eq!(rows, written, "and none twice");
     assert_eq!(ids, written, "event ids are unique");
-}
-
-/// Every string value in every Parquet file of the lake, decoded (the files
-/// are zstd-compressed, so grepping their bytes would prove nothing).
-fn lake_text(data: &Path) -> String {
-    let lake = Lake::open(
-        data,
-        &EngineLimits {
-            memory_limit_mib: 256,
-            threads: 1,
-        },
-    )
-    .unwrap();
-    let mut text = String::new();
-    for view in ["auth", "access"] {
-        let mut stmt = lake
-            .connection()
-            .prepare(&format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM {view}"))
-            .unwrap();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(row) = rows.next().unwrap() {
-            // Every column is VARCHAR here; the first index past the end errs.
-            let mut i = 0;
-            while let Ok(v) = row.get::<_, Option<String>>(i) {
-                if let Some(v) = v {
-                    text.push_str(&v);
-                    text.push('\n');
-                }
-                i += 1;
-            }
-            assert!(i > 1, "the view has columns");
-        }
-    }
-    text
 }
 
 #[test]
@@ -216,11 +151,7 @@ fn no_raw_token_or_patient_id_reaches_the_data_directory() {
         .arg(logs.to_str().unwrap())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["events"]["access"], 2);
     assert_eq!(summary["events"]["auth"], 1);
@@ -249,17 +180,14 @@ fn no_raw_token_or_patient_id_reaches_the_data_directory() {
     );
     for secret in secrets {
         for (path, bytes) in &files {
-            let hit = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            let hit = contains_bytes(bytes, secret.as_bytes());
             assert!(!hit, "{secret:?} found in {}", path.display());
         }
         assert!(
             !decoded.contains(secret),
             "{secret:?} found in the lake's values"
         );
-        assert!(
-            !String::from_utf8_lossy(&out.stderr).contains(secret),
-            "{secret:?} in the logs"
-        );
+        assert!(!stderr(&out).contains(secret), "{secret:?} in the logs");
     }
 }
 
@@ -341,11 +269,9 @@ fn a_full_disk_pauses_ingest_and_loses_nothing() {
         }
         panic!("no log line containing {what:?} within 30 s");
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while lake_counts(&data).0 < 50 {
-        assert!(Instant::now() < deadline, "first lines never landed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(30), "the first lines to land", || {
+        access_counts(&data).0 >= 50
+    });
 
     // Fill the disk to the last byte, then let more lines arrive.
     let filler = data.join("filler");
@@ -373,16 +299,13 @@ fn a_full_disk_pauses_ingest_and_loses_nothing() {
     // Space returns: ingest resumes on its own.
     std::fs::remove_file(&filler).unwrap();
     wait_for(&rx, "resumed");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while lake_counts(&data).0 < 2050 {
-        assert!(
-            Instant::now() < deadline,
-            "ingest did not catch up after space returned"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        "ingest to catch up after space returned",
+        || access_counts(&data).0 >= 2050,
+    );
     sigterm(&child);
     assert!(child.wait().unwrap().success());
-    let (rows, ids, seqs) = lake_counts(&data);
+    let (rows, ids, seqs) = access_counts(&data);
     assert_eq!((rows, ids, seqs), (2050, 2050, 2050), "every line once");
 }

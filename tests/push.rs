@@ -5,41 +5,24 @@
 //! raw token or patient id anywhere under the data directory. The lake is
 //! read back with DuckDB.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use scopewatch_analytics::{EngineLimits, Lake};
-
 mod common;
-use common::all_file_bytes;
+use common::http::{request, Response};
+use common::lake::{access_counts, lake_text, open_lake};
+use common::{all_file_bytes, bin, contains_bytes, kill9, sigterm, wait_until};
 
 const KEY_ENV: &str = "SCOPEWATCH_TEST_PUSH_KEY";
 const KEY: &str = "push-key-Vb7qLx02mZr9TgW4";
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scopewatch"));
-    c.env_remove("SCOPEWATCH_CONFIG")
-        .env_remove("SCOPEWATCH_DATA")
-        .env("SCOPEWATCH_LOG", "info");
-    c
-}
-
-/// A JWT with a `jti` (the signature is not checked by anyone here).
+/// A JWT with a `jti`, issued to `dr-who-9`.
 fn jwt(jti: &str, patient: &str) -> String {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!(
-        "{}.{}.{}",
-        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
-        b64(&format!(
-            r#"{{"jti":"{jti}","client_id":"cardio-insight","scope":"launch patient/Observation.rs","sub":"dr-who-9","patient":"{patient}","exp":1795000000}}"#
-        )),
-        "c2lnbmF0dXJlLW5vdC1jaGVja2Vk"
-    )
+    common::lines::jwt(jti, "dr-who-9", patient)
 }
 
 /// One canonical access line; `seq` goes into `bytes` so each line is
@@ -115,7 +98,9 @@ struct Running {
 impl Running {
     fn start(config: &Path, env: &[(&str, &str)]) -> Running {
         let mut cmd = bin();
-        cmd.args(["--config", config.to_str().unwrap(), "ingest"])
+        // At info, it logs the address it listens on.
+        cmd.env("SCOPEWATCH_LOG", "info")
+            .args(["--config", config.to_str().unwrap(), "ingest"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -162,24 +147,20 @@ impl Running {
         Running { child, addr, log }
     }
 
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-        post(self.addr, path, headers, body)
+    /// NDJSON posted as a shipper posts it, on its own connection.
+    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut all = vec![("Content-Type", "application/x-ndjson")];
+        all.extend_from_slice(headers);
+        request(self.addr, "POST", path, &all, body)
     }
 
     fn kill9(mut self) {
-        // SIGKILL: no handler runs, nothing is flushed.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        kill9(&mut self.child);
     }
 
     /// SIGTERM and a clean exit; returns the log.
     fn stop(mut self) -> String {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
+        sigterm(&self.child);
         let status = self.child.wait().unwrap();
         assert!(status.success(), "clean stop after SIGTERM: {status}");
         // The reader thread ends with the pipe; give it a moment.
@@ -189,82 +170,8 @@ impl Running {
     }
 }
 
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-}
-
-/// One HTTP/1.1 request on its own connection (what a shipper sends).
-fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    // A server that refuses early may close before reading everything.
-    let _ = s.write_all(&bytes);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head:?}"));
-    Answer {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
-
 fn bearer() -> String {
     format!("Bearer {KEY}")
-}
-
-fn open_lake(data: &Path) -> Lake {
-    Lake::open(
-        data,
-        &EngineLimits {
-            memory_limit_mib: 256,
-            threads: 1,
-        },
-    )
-    .unwrap()
-}
-
-/// (rows, distinct event ids, distinct `bytes`) of the access stream.
-fn lake_counts(data: &Path) -> (u64, u64, u64) {
-    open_lake(data)
-        .connection()
-        .query_row(
-            "SELECT count(*), count(DISTINCT event_id), count(DISTINCT bytes) FROM access",
-            [],
-            |r| {
-                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
-                Ok((n(0)?, n(1)?, n(2)?))
-            },
-        )
-        .unwrap()
 }
 
 #[test]
@@ -301,7 +208,7 @@ fn acknowledged_pushes_survive_sigkill_and_retries_are_written_once() {
     // Killed the moment the answer is in: what was acknowledged is durable.
     run.kill9();
     assert_eq!(
-        lake_counts(&data),
+        access_counts(&data),
         (120, 120, 120),
         "acknowledged = in the lake"
     );
@@ -326,15 +233,13 @@ fn acknowledged_pushes_survive_sigkill_and_retries_are_written_once() {
         ndjson(&[access_line(1000, "PAT-TAIL-1", "opaque-tail-token")]),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while lake_counts(&data).0 < 121 {
-        assert!(Instant::now() < deadline, "the tailed line never landed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(30), "the tailed line to land", || {
+        access_counts(&data).0 >= 121
+    });
     run.stop();
 
     assert_eq!(
-        lake_counts(&data),
+        access_counts(&data),
         (121, 121, 121),
         "every acknowledged event exactly once"
     );
@@ -360,7 +265,7 @@ fn bad_requests_get_clear_errors_and_write_nothing() {
     let good = ndjson(&[access_line(1, "PAT-BAD-1", "opaque-abc-123456")]);
     let a = run.post("/ingest/shipper", &[("Authorization", &auth)], &good);
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(lake_counts(&data).0, 1);
+    assert_eq!(access_counts(&data).0, 1);
 
     // No key, a wrong key, another scheme.
     let a = run.post("/ingest/shipper", &[], &good);
@@ -477,36 +382,12 @@ fn bad_requests_get_clear_errors_and_write_nothing() {
     assert_eq!(a.status, 404, "{a:?}");
 
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(lake_counts(&data).0, 1, "nothing refused was written");
+    assert_eq!(access_counts(&data).0, 1, "nothing refused was written");
     let log = run.stop();
-    assert_eq!(lake_counts(&data).0, 1, "nothing refused was written");
+    assert_eq!(access_counts(&data).0, 1, "nothing refused was written");
     assert!(log.contains("push refused"), "{log}");
     assert!(!log.contains(KEY), "the key is never logged");
     assert!(!log.contains("PAT-BAD-SECRET-4"), "{log}");
-}
-
-/// Every value of every row of both streams, as text.
-fn lake_text(data: &Path) -> String {
-    let lake = open_lake(data);
-    let mut text = String::new();
-    for view in ["auth", "access"] {
-        let mut stmt = lake
-            .connection()
-            .prepare(&format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM {view}"))
-            .unwrap();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(row) = rows.next().unwrap() {
-            let mut i = 0;
-            while let Ok(v) = row.get::<_, Option<String>>(i) {
-                if let Some(v) = v {
-                    text.push_str(&v);
-                    text.push('\n');
-                }
-                i += 1;
-            }
-        }
-    }
-    text
 }
 
 #[test]
@@ -572,7 +453,7 @@ fn pushed_raw_tokens_and_patient_ids_reach_no_file() {
         .any(|(p, _)| p.extension().is_some_and(|e| e == "parquet")));
     for secret in secrets {
         for (path, bytes) in &files {
-            let hit = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            let hit = contains_bytes(bytes, secret.as_bytes());
             assert!(!hit, "{secret:?} found in {}", path.display());
         }
         assert!(!decoded.contains(secret), "{secret:?} in the lake's values");

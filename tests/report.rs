@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{bin, ingest, repo, samples_config};
+use common::{bin, ingest, repo, samples_config, stderr};
 
 const FROM: &str = "2026-11-07";
 const TO: &str = "2026-11-20";
@@ -21,10 +21,6 @@ const TO: &str = "2026-11-20";
 fn ground_truth() -> Value {
     let text = std::fs::read_to_string(repo().join("sample-logs/ground-truth.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A temp dir with the bundled samples ingested into `<dir>/data`.

@@ -11,16 +11,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{append, bin, ingest, repo, run_ok, samples_config, sigterm};
-
-#[path = "../rules/tests/support/smtp.rs"]
-mod smtp;
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::alerting::{start_smtp, write_rules_mailing_secops};
+use common::lines::refresh_line;
+use common::{
+    append, bin, ingest, json_lines, repo, run_ok, samples_config, sigterm, wait_until, ChildLog,
+};
 
 /// The alerts' identity and content, for comparing two runs.
 fn alert_keys(alerts: &[Value]) -> Vec<String> {
@@ -112,19 +107,11 @@ fn alerts_list(data: &Path) -> Vec<Value> {
     ])))
 }
 
-/// Waits until `done` holds, or fails after `limit` saying `what`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn streaming_gives_the_alerts_backtest_gives() {
     let dir = tempfile::tempdir().unwrap();
     let streamed = dir.path().join("streamed");
+    let log = ChildLog::new(dir.path().join("ingest.stderr"));
     // Follow the samples as a live deployment would (from the start of
     // every file), judging each commit.
     let mut child = bin()
@@ -136,7 +123,7 @@ fn streaming_gives_the_alerts_backtest_gives() {
             "ingest",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.stdio())
         .spawn()
         .unwrap();
     let state = streamed.join("alerts/engine-state.json");
@@ -144,12 +131,17 @@ fn streaming_gives_the_alerts_backtest_gives() {
     // a stop commits and judges what is left.
     wait_until(
         Duration::from_secs(60),
-        "the rules to judge the samples",
+        log.explain("the rules to judge the samples"),
         || state.exists(),
     );
     std::thread::sleep(Duration::from_millis(500));
     sigterm(&child);
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        log.explain(format!("ingest ended with {status}"))
+    );
     let streaming = alerts_list(&streamed);
     assert!(streaming.len() >= 10, "{} alerts", streaming.len());
 
@@ -158,25 +150,11 @@ fn streaming_gives_the_alerts_backtest_gives() {
     assert_eq!(alert_keys(&streaming), alert_keys(&replayed));
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-}
-
 const RAW_REFRESH_TOKEN: &str = "8xLOxBtZp8QZ3m7s0cVq2yW4kR9dE1fJ";
 
-fn refresh_line(ts: &str, consumed: &str, issued: &str, ip: &str) -> String {
-    serde_json::json!({
-        "stream": "auth", "ts": ts, "tenant": "north", "kind": "refresh", "outcome": "success",
-        "client_id": "medrec", "user": "kc-user-42", "grant_type": "refresh_token",
-        "refresh_token": issued, "parent_refresh_token": consumed, "ip": ip,
-    })
-    .to_string()
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
+/// A refresh of the app `medrec` for the user `kc-user-42`, stamped now.
+fn medrec_refresh(consumed: &str, issued: &str, ip: &str) -> String {
+    refresh_line("medrec", "kc-user-42", consumed, issued, ip)
 }
 
 #[test]
@@ -185,58 +163,42 @@ fn a_live_refresh_token_replay_is_mailed_within_seconds_and_once() {
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let data = dir.path().join("data");
-    let port = smtp::free_port();
-    let mail = smtp::SmtpSink::start(port, &dir.path().join("mail"));
+    let (port, mail) = start_smtp(dir.path());
 
     // The built-in rules, with email to the loopback server.
-    let defaults = run_ok(bin().args(["rules", "defaults"]));
     let rules = dir.path().join("rules.toml");
-    write(
-        &rules,
-        &format!(
-            "{defaults}\n[delivery]\ndashboard_url = \"http://127.0.0.1:8080\"\n\
-             [delivery.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
-             from = \"scopewatch <alerts@example.org>\"\n\
-             [[delivery.destination]]\nname = \"secops\"\ntype = \"email\"\nto = [\"secops@example.org\"]\n\
-             [[delivery.route]]\nmin_severity = \"high\"\ndestinations = [\"secops\"]\n"
-        ),
-    );
+    write_rules_mailing_secops(&rules, "http://127.0.0.1:8080", port);
     let config = dir.path().join("scopewatch.toml");
-    write(
+    std::fs::write(
         &config,
-        &format!(
+        format!(
             "data_dir = {data:?}\nrules = {rules:?}\n\n[ingest]\nmax_file_age_ms = 50\n\n\
              [[source]]\nname = \"idp\"\npaths = [{glob:?}]\n",
             data = data.to_str().unwrap(),
             rules = rules.to_str().unwrap(),
             glob = logs.join("*.ndjson").to_str().unwrap(),
         ),
-    );
+    )
+    .unwrap();
     let log = logs.join("idp.ndjson");
     append(
         &log,
-        &[refresh_line(
-            &now_rfc3339(),
-            "rt-0",
-            RAW_REFRESH_TOKEN,
-            "10.0.0.1",
-        )],
+        &[medrec_refresh("rt-0", RAW_REFRESH_TOKEN, "10.0.0.1")],
     );
     // The process's log goes to a file, so a failed run says why.
-    let stderr_log = dir.path().join("ingest.stderr");
+    let stderr_log = ChildLog::new(dir.path().join("ingest.stderr"));
     let start = |config: &Path| {
         bin()
             .args(["--config", config.to_str().unwrap(), "ingest"])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .stderr(stderr_log.stdio())
             .spawn()
             .unwrap()
     };
-    let log_of = || std::fs::read_to_string(&stderr_log).unwrap_or_default();
     let mut child = start(&config);
     wait_until(
         Duration::from_secs(30),
-        "the first commit to be judged",
+        stderr_log.explain("the first commit to be judged"),
         || data.join("alerts/engine-state.json").exists(),
     );
 
@@ -245,13 +207,18 @@ fn a_live_refresh_token_replay_is_mailed_within_seconds_and_once() {
     append(
         &log,
         &[
-            refresh_line(&now_rfc3339(), RAW_REFRESH_TOKEN, "rt-2", "10.0.0.1"),
-            refresh_line(&now_rfc3339(), RAW_REFRESH_TOKEN, "rt-3", "203.0.113.9"),
+            medrec_refresh(RAW_REFRESH_TOKEN, "rt-2", "10.0.0.1"),
+            medrec_refresh(RAW_REFRESH_TOKEN, "rt-3", "203.0.113.9"),
         ],
     );
     let messages = mail.wait_for(1);
     let delay = appended.elapsed();
-    assert_eq!(messages.len(), 1, "one email for the replay");
+    assert_eq!(
+        messages.len(),
+        1,
+        "{}",
+        stderr_log.explain("one email for the replay")
+    );
     assert!(
         delay < Duration::from_secs(10),
         "the alert email took {delay:?} from the line being appended"
@@ -276,16 +243,11 @@ fn a_live_refresh_token_replay_is_mailed_within_seconds_and_once() {
     let mut child = start(&config);
     append(
         &log,
-        &[refresh_line(
-            &now_rfc3339(),
-            RAW_REFRESH_TOKEN,
-            "rt-4",
-            "198.51.100.7",
-        )],
+        &[medrec_refresh(RAW_REFRESH_TOKEN, "rt-4", "198.51.100.7")],
     );
     wait_until(
         Duration::from_secs(30),
-        "the repeat to fold into the alert",
+        stderr_log.explain("the repeat to fold into the alert"),
         || {
             alerts_list(&data)
                 .iter()
@@ -297,8 +259,8 @@ fn a_live_refresh_token_replay_is_mailed_within_seconds_and_once() {
     let status = child.wait().unwrap();
     assert!(
         status.success(),
-        "ingest ended with {status}:\n{}",
-        log_of()
+        "{}",
+        stderr_log.explain(format!("ingest ended with {status}"))
     );
     assert_eq!(
         mail.messages().len(),

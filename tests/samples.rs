@@ -3,35 +3,26 @@
 //! adapters), and the same seed always writes the same bytes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn checkout() -> PathBuf {
-    // Read at run time: a test binary from a shared target dir may be run
-    // from another checkout.
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test"))
-}
+mod common;
+use common::{all_file_bytes, bin, repo};
 
+/// Every file under `root` by its path relative to `root`, with its bytes.
 fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
+    let mut all = Vec::new();
+    all_file_bytes(root, &mut all);
+    all.into_iter()
+        .map(|(p, bytes)| {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            (rel, bytes)
+        })
+        .collect()
 }
 
 fn generate(out: &Path) {
-    let args = std::fs::read_to_string(checkout().join("sample-logs.args")).unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_scopewatch"))
+    let args = std::fs::read_to_string(repo().join("sample-logs.args")).unwrap();
+    let status = bin()
         .args(["generate", "--out", out.to_str().unwrap()])
         .args(args.split_whitespace())
         .stdout(std::process::Stdio::null())
@@ -46,7 +37,7 @@ fn the_bundled_samples_are_the_generators_output() {
     let out = dir.path().join("samples");
     generate(&out);
     let want = files(&out);
-    let have = files(&checkout().join("sample-logs"));
+    let have = files(&repo().join("sample-logs"));
     assert_eq!(
         have.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>(),

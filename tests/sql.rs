@@ -11,7 +11,7 @@ use scopewatch_analytics::{EngineLimits, Lake};
 use serde_json::Value;
 
 mod common;
-use common::{bin, ingest, samples_config};
+use common::{bin, ingest, samples_config, stderr};
 
 /// `scopewatch --data DATA sql ARGS...`, with `stdin` piped in (or empty).
 fn sql(data: &Path, args: &[&str], stdin: &str) -> Output {
@@ -36,16 +36,10 @@ fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
+/// The JSON lines of a command that must have succeeded.
 fn json_lines(out: &Output) -> Vec<Value> {
     assert!(out.status.success(), "failed: {}", stderr(out));
-    stdout(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
+    common::json_lines(&stdout(out))
 }
 
 /// Every file under `dir` with its size.

@@ -2,9 +2,18 @@
 
 #![allow(dead_code)]
 
+pub mod alerting;
+pub mod http;
+pub mod lake;
+pub mod lines;
+
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// The built binary, with none of the caller's scopewatch settings.
 pub fn bin() -> Command {
@@ -43,9 +52,29 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `cmd` as [`run_ok`] does and parses the last line it printed (a
+/// summary) as JSON.
+pub fn run_json(cmd: &mut Command) -> Value {
+    let stdout = run_ok(cmd);
+    let last = stdout.lines().last().expect("a summary line");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON: {last}: {e}"))
+}
+
+/// What a finished command wrote on stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One JSON value per line of `text` (`--format json` output).
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
 /// Backfills `config`'s sources into `data`; returns the ingest summary.
-pub fn ingest(config: &Path, data: &Path) -> serde_json::Value {
-    let stdout = run_ok(bin().args([
+pub fn ingest(config: &Path, data: &Path) -> Value {
+    run_json(bin().args([
         "--config",
         config.to_str().unwrap(),
         "--data",
@@ -53,8 +82,7 @@ pub fn ingest(config: &Path, data: &Path) -> serde_json::Value {
         "ingest",
         "--once",
         "--quiet",
-    ]));
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    ]))
 }
 
 /// Appends `lines` to `path` in one write, as a logger would.
@@ -88,6 +116,16 @@ pub fn sigterm(child: &Child) {
     assert!(ok);
 }
 
+/// Where `needle` first occurs in `hay`.
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether `needle` occurs in `hay` (a secret in a file's raw bytes).
+pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    find_bytes(hay, needle).is_some()
+}
+
 /// The raw bytes of every file under `dir`, Parquet included.
 pub fn all_file_bytes(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -97,5 +135,94 @@ pub fn all_file_bytes(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         } else {
             out.push((path.clone(), std::fs::read(&path).unwrap()));
         }
+    }
+}
+
+/// A free loopback port (the SMTP support's, so there is one way to pick
+/// ports).
+pub fn free_port() -> u16 {
+    alerting::smtp::free_port()
+}
+
+/// Waits until `done` gives a value, or fails after `limit` saying `what`
+/// (formatted only then: see [`ChildLog::explain`]).
+pub fn wait_for<T>(
+    limit: Duration,
+    what: impl fmt::Display,
+    mut done: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `done` holds, or fails after `limit` saying `what`.
+pub fn wait_until(limit: Duration, what: impl fmt::Display, mut done: impl FnMut() -> bool) {
+    wait_for(limit, what, || done().then_some(()))
+}
+
+/// Now, as RFC 3339 (the `ts` of a line a live system writes now).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// The log (stderr) of a spawned `scopewatch`, kept in a file of the test's
+/// temp dir so that a failure can say what the process said.
+pub struct ChildLog {
+    path: PathBuf,
+}
+
+impl ChildLog {
+    pub fn new(path: PathBuf) -> ChildLog {
+        ChildLog { path }
+    }
+
+    /// For `Command::stderr`. It appends: after a restart, the new process's
+    /// log follows the one before it.
+    pub fn stdio(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.path.display()))
+            .into()
+    }
+
+    /// Everything logged so far.
+    pub fn read(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+
+    /// `what`, followed by the log as it is when this is displayed: for
+    /// assertion messages, which are formatted only when they fail.
+    pub fn explain<'a, D: fmt::Display + 'a>(&'a self, what: D) -> impl fmt::Display + 'a {
+        Explained { what, log: self }
+    }
+}
+
+struct Explained<'a, D> {
+    what: D,
+    log: &'a ChildLog,
+}
+
+impl<D: fmt::Display> fmt::Display for Explained<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}\n--- the process's log ({}) ---\n{}",
+            self.what,
+            self.log.path.display(),
+            self.log.read()
+        )
     }
 }
