@@ -425,4 +425,13 @@ fn environment_overrides_the_config_and_flags_override_the_environment() {
     {
         assert!(help.contains(var), "--help does not list {var}");
     }
+    // ... with the limits the config checks.
+    use scopewatch_model::config::{DAYS_RANGE, MIN_MEMORY_LIMIT_MIB, THREADS_RANGE};
+    for limit in [
+        format!("{}-{}", DAYS_RANGE.start(), DAYS_RANGE.end()),
+        format!("at least {MIN_MEMORY_LIMIT_MIB}"),
+        format!("{}-{}", THREADS_RANGE.start(), THREADS_RANGE.end()),
+    ] {
+        assert!(help.contains(&limit), "--help does not say {limit}");
+    }
 }

@@ -589,6 +589,13 @@ pub enum ConfigError {
     Env { var: String, message: String },
 }
 
+/// The days an observation window or the staleness threshold may span.
+pub const DAYS_RANGE: std::ops::RangeInclusive<u32> = 1..=3660;
+/// The least memory the query engine may be given, in MiB.
+pub const MIN_MEMORY_LIMIT_MIB: u32 = 64;
+/// The query engine's worker threads.
+pub const THREADS_RANGE: std::ops::RangeInclusive<u16> = 1..=64;
+
 /// The environment variables that override a setting of the config file,
 /// each with the field it replaces. Precedence, highest first: a
 /// command-line flag, then the environment, then the config file, then the
@@ -679,27 +686,30 @@ impl Config {
             if value.is_empty() {
                 return Err(err("is set but empty: give a value or unset it".to_string()));
             }
-            let number = |lo: u32, hi: u32, hint: &str| -> Result<u32, ConfigError> {
-                match value.parse::<u32>() {
-                    Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+            let number =
+                |range: std::ops::RangeInclusive<u32>, hint: String| match value.parse::<u32>() {
+                    Ok(n) if range.contains(&n) => Ok(n),
                     _ => Err(err(format!("{value:?}: use {hint}"))),
-                }
+                };
+            let days = || {
+                let (lo, hi) = (DAYS_RANGE.start(), DAYS_RANGE.end());
+                number(DAYS_RANGE, format!("{lo} to {hi} (days)"))
             };
             match *var {
                 "SCOPEWATCH_REGISTRY" => self.registry = Some(PathBuf::from(value)),
                 "SCOPEWATCH_RULES" => self.rules = Some(PathBuf::from(value)),
-                "SCOPEWATCH_OBSERVATION_WINDOW_DAYS" => {
-                    self.observation_window_days = number(1, 3660, "1 to 3660 (days)")?
-                }
-                "SCOPEWATCH_STALE_AFTER_DAYS" => {
-                    self.stale_after_days = number(1, 3660, "1 to 3660 (days)")?
-                }
+                "SCOPEWATCH_OBSERVATION_WINDOW_DAYS" => self.observation_window_days = days()?,
+                "SCOPEWATCH_STALE_AFTER_DAYS" => self.stale_after_days = days()?,
                 "SCOPEWATCH_MEMORY_LIMIT_MIB" => {
-                    self.analysis_limits.memory_limit_mib =
-                        number(64, u32::MAX, "at least 64 (MiB)")?
+                    self.analysis_limits.memory_limit_mib = number(
+                        MIN_MEMORY_LIMIT_MIB..=u32::MAX,
+                        format!("at least {MIN_MEMORY_LIMIT_MIB} (MiB)"),
+                    )?
                 }
                 "SCOPEWATCH_THREADS" => {
-                    self.analysis_limits.threads = number(1, 64, "1 to 64")? as u16
+                    let (lo, hi) = (*THREADS_RANGE.start(), *THREADS_RANGE.end());
+                    self.analysis_limits.threads =
+                        number(u32::from(lo)..=u32::from(hi), format!("{lo} to {hi}"))? as u16
                 }
                 "SCOPEWATCH_METRICS_LISTEN" => {
                     self.ingest.metrics_listen =
@@ -737,20 +747,25 @@ impl ConfigFile {
             ),
             ("analysis.stale_after_days", self.analysis.stale_after_days),
         ] {
-            if days == 0 || days > 3660 {
-                return Err(invalid(field, format!("{days} days: use 1 to 3660")));
+            if !DAYS_RANGE.contains(&days) {
+                let (lo, hi) = (DAYS_RANGE.start(), DAYS_RANGE.end());
+                return Err(invalid(field, format!("{days} days: use {lo} to {hi}")));
             }
         }
-        if self.analysis.memory_limit_mib < 64 {
+        if self.analysis.memory_limit_mib < MIN_MEMORY_LIMIT_MIB {
             return Err(invalid(
                 "analysis.memory_limit_mib",
-                format!("{} MiB: use at least 64", self.analysis.memory_limit_mib),
+                format!(
+                    "{} MiB: use at least {MIN_MEMORY_LIMIT_MIB}",
+                    self.analysis.memory_limit_mib
+                ),
             ));
         }
-        if !(1..=64).contains(&self.analysis.threads) {
+        if !THREADS_RANGE.contains(&self.analysis.threads) {
+            let (lo, hi) = (THREADS_RANGE.start(), THREADS_RANGE.end());
             return Err(invalid(
                 "analysis.threads",
-                format!("{}: use 1 to 64", self.analysis.threads),
+                format!("{}: use {lo} to {hi}", self.analysis.threads),
             ));
         }
         let analysis_limits = AnalysisLimits {
