@@ -399,4 +399,44 @@ fn the_scope_matrix_matches_the_ground_truth() {
             .all(|a| a.stale),
         "the app that went stale is stale everywhere"
     );
+
+    // A window that starts after the stale app's last event: its calls and
+    // grants in the window are none, and its last call and grant are still
+    // found (before the window), each equal to the whole-history figure.
+    let stale_client = stale_app["client_id"].as_str().unwrap();
+    let before: Vec<_> = m
+        .apps
+        .iter()
+        .filter(|a| a.client_id == stale_client)
+        .collect();
+    let latest = before
+        .iter()
+        .filter_map(|a| a.last_call.iter().chain(a.last_grant.iter()).max())
+        .max()
+        .expect("the stale app has events");
+    let later = MatrixQuery {
+        from: date(&latest[..10]).next_day().unwrap(),
+        ..q.clone()
+    };
+    assert!(
+        later.from <= later.to,
+        "the stale app went quiet before the end"
+    );
+    let m2 = lake.scope_matrix(&registry, &later).unwrap();
+    for whole in &before {
+        let at = m2
+            .apps
+            .iter()
+            .find(|a| a.client_id == whole.client_id && a.tenant == whole.tenant)
+            .unwrap_or_else(|| panic!("{stale_client} in {} has no row", whole.tenant));
+        assert_eq!(
+            (at.calls, at.grants, at.patients),
+            (0, 0, 0),
+            "{}",
+            whole.tenant
+        );
+        assert_eq!(at.last_call, whole.last_call, "{}", whole.tenant);
+        assert_eq!(at.last_grant, whole.last_grant, "{}", whole.tenant);
+        assert!(at.stale, "{} in {}", stale_client, whole.tenant);
+    }
 }
