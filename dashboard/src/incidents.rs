@@ -6,11 +6,12 @@
 //!
 //! Storage: `<data>/dashboard/incidents/incidents.jsonl`, an append-only log
 //! of changes (created, alert added, owner set, status changed, note
-//! added), one JSON object per line, fsynced per append and folded into the
-//! current state on every read ([`crate::jsonl`]: a torn last line, from a
-//! crash mid-append, is ignored on read and cut off before the next
-//! append). Writers in this process take [`LOCK`]; the file is also
-//! `flock`ed while appending.
+//! added), one JSON object per line, fsynced per append ([`crate::jsonl`]:
+//! a torn last line, from a crash mid-append, is ignored on read and cut
+//! off before the next append). The folded state is kept in memory and the
+//! log read again only when its file changed (length, mtime, inode), so
+//! another process's appends are still seen. Readers and writers in this
+//! process take [`BOOKS`]; the file is also `flock`ed while appending.
 //!
 //! Tenant limits: an incident's tenants are those of its alerts, recorded
 //! when an alert joins. A user limited to tenants sees an incident only if
@@ -62,10 +63,6 @@ pub const MAX_NOTE_CHARS: usize = 4000;
 const MAX_ALERTS_PER_REQUEST: usize = 100;
 /// Longest alert id or username taken from a form.
 const MAX_ID_CHARS: usize = 200;
-
-/// Every read and write of an incident log in this process takes it, so a
-/// read-check-append is one step (AppState has no room for it).
-static LOCK: Mutex<()> = Mutex::new(());
 
 /// Where an incident is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -335,20 +332,90 @@ fn log_path(data_dir: &FsPath) -> PathBuf {
         .join("incidents.jsonl")
 }
 
-/// The incidents of one data directory, read fresh, under [`LOCK`].
+/// What a log file looked like when it was last folded: a change of any of
+/// these (an append by another process, a restore, a removal) means the
+/// file must be read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    exists: bool,
+    len: u64,
+    mtime: Option<std::time::SystemTime>,
+    dev: u64,
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(path: &FsPath) -> Result<Stamp, DashboardError> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(Stamp {
+                exists: true,
+                len: m.len(),
+                mtime: m.modified().ok(),
+                dev: m.dev(),
+                ino: m.ino(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stamp {
+                exists: false,
+                len: 0,
+                mtime: None,
+                dev: 0,
+                ino: 0,
+            }),
+            Err(e) => Err(DashboardError::io(path, e)),
+        }
+    }
+}
+
+/// The incidents of one data directory, folded from its log and kept in
+/// [`BOOKS`] between requests; [`Book::refresh`] reads the log again only
+/// when its file changed since (so another process's appends are seen),
+/// and [`Book::commit`] folds this process's own appends in as it makes
+/// them.
 struct Book {
     path: PathBuf,
     incidents: BTreeMap<String, Incident>,
+    /// The file as last folded; `None`: not folded yet, or unsure.
+    seen: Option<Stamp>,
+    /// How many times the log was read and folded (for the tests).
+    loads: u64,
 }
 
+/// The books of the data directories this process serves (one in
+/// production; the tests run several). Every read and write of an incident
+/// log in this process holds it, so a read-check-append is one step
+/// (AppState has no room for it).
+static BOOKS: Mutex<Vec<Book>> = Mutex::new(Vec::new());
+
+/// Books kept at most; past that the oldest is dropped (it is only a cache).
+const MAX_BOOKS: usize = 8;
+
 impl Book {
-    fn open(data_dir: &FsPath) -> Result<Book, DashboardError> {
-        let path = log_path(data_dir);
+    fn new(data_dir: &FsPath) -> Book {
+        Book {
+            path: log_path(data_dir),
+            incidents: BTreeMap::new(),
+            seen: None,
+            loads: 0,
+        }
+    }
+
+    /// Reads and folds the log again if its file changed since last time.
+    fn refresh(&mut self) -> Result<(), DashboardError> {
+        // Stamped before reading: a change in between is caught next time.
+        let now = Stamp::of(&self.path)?;
+        if self.seen == Some(now) {
+            return Ok(());
+        }
+        self.seen = None;
         let mut incidents = BTreeMap::new();
-        for r in crate::jsonl::read_all::<Record>(&path)? {
+        for r in crate::jsonl::read_all::<Record>(&self.path)? {
             apply(&mut incidents, r);
         }
-        Ok(Book { path, incidents })
+        self.incidents = incidents;
+        self.seen = Some(now);
+        self.loads += 1;
+        Ok(())
     }
 
     /// Appends a change by `by` to incident `id` and folds it in.
@@ -359,7 +426,18 @@ impl Book {
             by: by.to_string(),
             change,
         };
+        let before = self.seen.take();
         crate::jsonl::append(&self.path, &record)?;
+        // The folded state still matches the file only if the file grew by
+        // exactly this line: otherwise (another process appended too, a
+        // torn tail was cut) the next refresh reads it again.
+        let line = serde_json::to_vec(&record).map_or(0, |v| v.len() as u64 + 1);
+        let before_len = before.map(|b| if b.exists { b.len } else { 0 });
+        if let (Some(l), Ok(after)) = (before_len, Stamp::of(&self.path)) {
+            if after.len == l + line {
+                self.seen = Some(after);
+            }
+        }
         apply(&mut self.incidents, record);
         Ok(self.incidents[id].clone())
     }
@@ -374,21 +452,40 @@ impl Book {
     }
 }
 
+/// Runs `f` on the incidents of `data_dir`, up to date with its log,
+/// holding [`BOOKS`]. Blocking.
+fn with_book_at<T>(
+    data_dir: &FsPath,
+    f: impl FnOnce(&mut Book) -> Result<T, DashboardError>,
+) -> Result<T, DashboardError> {
+    let mut books = BOOKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let path = log_path(data_dir);
+    let at = match books.iter().position(|b| b.path == path) {
+        Some(i) => i,
+        None => {
+            if books.len() >= MAX_BOOKS {
+                books.remove(0);
+            }
+            books.push(Book::new(data_dir));
+            books.len() - 1
+        }
+    };
+    let book = &mut books[at];
+    book.refresh()?;
+    f(book)
+}
+
 /// Runs `f` on the incidents of `state`'s data directory, off the async
-/// threads, holding [`LOCK`].
+/// threads (see [`with_book_at`]).
 async fn with_book<T, F>(state: &AppState, f: F) -> Result<T, DashboardError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Book) -> Result<T, DashboardError> + Send + 'static,
 {
     let data_dir = state.config.data_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        let _lock = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut book = Book::open(&data_dir)?;
-        f(&mut book)
-    })
-    .await
-    .map_err(|e| DashboardError::Task(e.to_string()))?
+    tokio::task::spawn_blocking(move || with_book_at(&data_dir, f))
+        .await
+        .map_err(|e| DashboardError::Task(e.to_string()))?
 }
 
 /// Whether `user` may see an alert as recorded in an incident (the rule of
@@ -1397,6 +1494,86 @@ mod tests {
         assert_eq!(m["inc-1"].notes[0].text, "line one\nline two");
         assert!(std::fs::read_to_string(&path).unwrap().ends_with("\"}\n"));
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn the_folded_log_is_kept_and_read_again_only_when_the_file_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        let loads = || with_book_at(data, |b| Ok(b.loads)).unwrap();
+        let count = || with_book_at(data, |b| Ok(b.incidents.len())).unwrap();
+        assert_eq!(count(), 0);
+        // Our own appends are folded in as they are made: no re-read.
+        let id = with_book_at(data, |b| {
+            let id = b.new_id();
+            b.commit(
+                &id,
+                "sec",
+                Change::Created {
+                    title: "Replay".into(),
+                    alerts: vec![aref("al-1", Severity::Medium, Some("north"))],
+                },
+            )?;
+            b.commit(&id, "sec", Change::NoteAdded { text: "n".into() })?;
+            Ok(id)
+        })
+        .unwrap();
+        let after_own = loads();
+        for _ in 0..3 {
+            assert_eq!(count(), 1);
+        }
+        assert_eq!(loads(), after_own, "unchanged file read again");
+
+        // Another process appends: seen on the next read.
+        crate::jsonl::append(
+            &log_path(data),
+            &record(
+                &id,
+                Change::AlertAdded {
+                    alert: aref("al-2", Severity::Critical, Some("south")),
+                },
+            ),
+        )
+        .unwrap();
+        let inc = with_book_at(data, |b| Ok(b.incidents[&id].clone())).unwrap();
+        assert_eq!(inc.alerts.len(), 2);
+        assert_eq!(inc.severity, Severity::Critical);
+        assert_eq!(loads(), after_own + 1);
+
+        // Another process appends, then this one: both are there after.
+        crate::jsonl::append(
+            &log_path(data),
+            &record(
+                &id,
+                Change::NoteAdded {
+                    text: "theirs".into(),
+                },
+            ),
+        )
+        .unwrap();
+        with_book_at(data, |b| {
+            b.commit(
+                &id,
+                "sec",
+                Change::NoteAdded {
+                    text: "ours".into(),
+                },
+            )
+        })
+        .unwrap();
+        let notes: Vec<String> = with_book_at(data, |b| {
+            Ok(b.incidents[&id]
+                .notes
+                .iter()
+                .map(|n| n.text.clone())
+                .collect())
+        })
+        .unwrap();
+        assert_eq!(notes, ["n", "theirs", "ours"]);
+
+        // The file removed: nothing left.
+        std::fs::remove_file(log_path(data)).unwrap();
+        assert_eq!(count(), 0);
     }
 
     #[test]
