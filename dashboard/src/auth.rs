@@ -145,8 +145,12 @@ impl CurrentUser {
     /// Whether the app may be shown: everyone but a pure product owner sees
     /// every app (within tenant limits); a product owner sees their own.
     pub fn sees_app(&self, client_id: &str) -> bool {
+        self.sees_every_app() || self.owned_apps.iter().any(|a| a == client_id)
+    }
+
+    /// Whether this user sees every app (has a role besides product owner).
+    pub fn sees_every_app(&self) -> bool {
         self.roles.iter().any(|r| *r != Role::ProductOwner)
-            || self.owned_apps.iter().any(|a| a == client_id)
     }
 
     pub fn owned_apps(&self) -> &[String] {

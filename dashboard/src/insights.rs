@@ -42,9 +42,70 @@ pub struct Snapshot {
     pub matrix: ScopeMatrix,
     pub daily: Vec<DailyActivity>,
     pub sources: Vec<SourceStatus>,
+    /// The overview's chart as drawn for each view (see [`View`]), the
+    /// most recent last; at most [`MAX_CHARTS`]. Part of the snapshot, so
+    /// a rebuilt snapshot starts without any.
+    charts: Mutex<Vec<(View, Arc<str>)>>,
+}
+
+/// Charts kept per snapshot (one per distinct view in use; a few).
+const MAX_CHARTS: usize = 8;
+
+/// What decides which rows of the snapshot a user sees
+/// ([`Snapshot::visible_daily`] and friends): their tenant limit and, for a
+/// pure product owner, their apps. Users with the same view see the same
+/// figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Sorted; `None`: every tenant.
+    tenants: Option<Vec<String>>,
+    /// Sorted; `None`: every app.
+    apps: Option<Vec<String>>,
+}
+
+impl View {
+    pub fn of(user: &CurrentUser) -> View {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v.dedup();
+            v
+        };
+        View {
+            tenants: user.tenant_filter().map(sorted),
+            apps: (!user.sees_every_app()).then(|| sorted(user.owned_apps())),
+        }
+    }
 }
 
 impl Snapshot {
+    /// The overview chart for `user`'s view: drawn by `draw` the first
+    /// time this snapshot is asked for that view, then kept.
+    pub fn overview_chart(&self, user: &CurrentUser, draw: impl FnOnce() -> String) -> Arc<str> {
+        let view = View::of(user);
+        let cached = |charts: &Vec<(View, Arc<str>)>| {
+            charts
+                .iter()
+                .find(|(v, _)| *v == view)
+                .map(|(_, c)| c.clone())
+        };
+        if let Some(c) = cached(&self.charts.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return c;
+        }
+        // Drawn without the lock: two first requests may both draw, the
+        // same chart.
+        let chart: Arc<str> = draw().into();
+        let mut charts = self.charts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = cached(&charts) {
+            return c;
+        }
+        if charts.len() >= MAX_CHARTS {
+            charts.remove(0);
+        }
+        charts.push((view, chart.clone()));
+        chart
+    }
+
     /// The app x tenant rows `user` may see (tenant limits, own apps).
     pub fn visible_apps<'a>(
         &'a self,
@@ -275,6 +336,7 @@ impl Insights {
             matrix,
             daily,
             sources,
+            charts: Mutex::new(Vec::new()),
         })
     }
 
@@ -355,4 +417,83 @@ pub fn day_of_us(us: i64) -> Date {
     OffsetDateTime::from_unix_timestamp(us.div_euclid(1_000_000))
         .map(|t| t.date())
         .unwrap_or(Date::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::auth::AuthMethod;
+    use crate::users::{Role, User};
+
+    fn user(roles: Vec<Role>, tenants: &[&str], apps: &[&str]) -> CurrentUser {
+        let u = User {
+            username: "u".into(),
+            password_hash: String::new(),
+            roles,
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            owned_apps: apps.iter().map(|a| a.to_string()).collect(),
+            disabled: false,
+            must_change_password: false,
+            api_tokens: vec![],
+            created: String::new(),
+        };
+        CurrentUser::from_user(&u, AuthMethod::Session, None, String::new())
+    }
+
+    fn snapshot() -> Snapshot {
+        let day = Date::from_calendar_date(2026, time::Month::December, 1).unwrap();
+        Snapshot {
+            from: day,
+            to: day,
+            built_at: String::new(),
+            registry: Arc::new(Registry::from_toml_str("version = 1\n", "(test)").unwrap()),
+            registry_problem: None,
+            matrix: ScopeMatrix {
+                from: String::new(),
+                to: String::new(),
+                stale_after_days: 30,
+                apps: vec![],
+            },
+            daily: vec![],
+            sources: vec![],
+            charts: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn the_overview_chart_is_drawn_once_per_view_and_kept_bounded() {
+        let snap = snapshot();
+        let draws = Cell::new(0);
+        let chart = |u: &CurrentUser, what: &str| {
+            snap.overview_chart(u, || {
+                draws.set(draws.get() + 1);
+                what.to_string()
+            })
+        };
+        let all = user(vec![Role::Security], &[], &[]);
+        let north_south = user(vec![Role::Viewer], &["north", "south"], &[]);
+        let south_north = user(vec![Role::Security], &["south", "north", "north"], &[]);
+        let north = user(vec![Role::Viewer], &["north"], &[]);
+        let owner = user(vec![Role::ProductOwner], &["north"], &["app-a"]);
+
+        assert_eq!(&*chart(&all, "all"), "all");
+        assert_eq!(&*chart(&all, "again"), "all");
+        assert_eq!(&*chart(&north_south, "ns"), "ns");
+        // The same tenants in another order, another role: the same view.
+        assert_eq!(&*chart(&south_north, "sn"), "ns");
+        assert_eq!(&*chart(&north, "n"), "n");
+        // The same tenant, but only their own apps: another view.
+        assert_eq!(&*chart(&owner, "own"), "own");
+        assert_eq!(draws.get(), 4);
+
+        for i in 0..MAX_CHARTS + 3 {
+            let t = format!("t{i}");
+            chart(&user(vec![Role::Viewer], &[t.as_str()], &[]), &t);
+        }
+        assert_eq!(snap.charts.lock().unwrap().len(), MAX_CHARTS);
+        // A new snapshot starts without any.
+        assert!(snapshot().charts.lock().unwrap().is_empty());
+    }
 }
