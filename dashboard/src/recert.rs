@@ -653,6 +653,15 @@ fn split_scopes(text: &str) -> Vec<String> {
 
 /// Whether `scope` stays within `approved`: listed, covered by an approved
 /// resource scope, or a `?filter` narrowing of one of those.
+///
+/// Deliberately wider than the model's [`scope_approved`], which it builds
+/// on: that one answers "did the registry approve what the app asks for?"
+/// (the matrix, the report, `App::approves`), where a filtered scope counts
+/// only when the registry lists it, because the app asking for a filter the
+/// registry does not name is a registration gap to report. Here a reviewer
+/// narrows access: adding a `?filter` to an approved scope only takes
+/// access away, so it stays within what was approved. Folding this into
+/// `scope_approved` would change the matrix and report findings.
 fn within_approved(approved: &[Scope], scope: &Scope) -> bool {
     if scope_approved(approved, scope) {
         return true;
