@@ -53,7 +53,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
@@ -247,22 +247,61 @@ fn write_campaign(dir: &Path, c: &Campaign) -> Result<(), DashboardError> {
     crate::users::write_private_atomic(&path, &bytes)
 }
 
-fn read_campaign(dir: &Path, id: &str) -> Result<Option<Campaign>, DashboardError> {
+/// What a campaign file looked like when it was parsed: length, mtime and
+/// inode (a campaign is replaced by a rename, so a rewrite is a new inode).
+type FileStamp = (u64, Option<std::time::SystemTime>, u64, u64);
+
+fn file_stamp(m: &fs::Metadata) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    (m.len(), m.modified().ok(), m.dev(), m.ino())
+}
+
+/// Parsed campaigns by file, with the file as it was when parsed: a list
+/// or a page parses a campaign again only when its file changed. Used
+/// under [`STORE`].
+static PARSED: Mutex<Option<HashMap<PathBuf, (FileStamp, Arc<Campaign>)>>> = Mutex::new(None);
+
+/// Campaigns kept parsed at most; past that the cache starts over.
+const MAX_PARSED: usize = 256;
+
+fn read_campaign(dir: &Path, id: &str) -> Result<Option<Arc<Campaign>>, DashboardError> {
     if !valid_id(id) {
         return Ok(None);
     }
     let path = campaign_path(dir, id);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| invalid_data(&path, e)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(DashboardError::io(&path, e)),
+    let mut parsed = PARSED.lock().unwrap_or_else(PoisonError::into_inner);
+    let parsed = parsed.get_or_insert_with(HashMap::new);
+    // Stamped before reading: a change in between is caught next time.
+    let stamp = match fs::metadata(&path) {
+        Ok(m) => file_stamp(&m),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            parsed.remove(&path);
+            return Ok(None);
+        }
+        Err(e) => return Err(DashboardError::io(&path, e)),
+    };
+    if let Some((seen, c)) = parsed.get(&path) {
+        if *seen == stamp {
+            return Ok(Some(c.clone()));
+        }
     }
+    let c: Arc<Campaign> = match fs::read(&path) {
+        Ok(bytes) => Arc::new(serde_json::from_slice(&bytes).map_err(|e| invalid_data(&path, e))?),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            parsed.remove(&path);
+            return Ok(None);
+        }
+        Err(e) => return Err(DashboardError::io(&path, e)),
+    };
+    if parsed.len() >= MAX_PARSED {
+        parsed.clear();
+    }
+    parsed.insert(path, (stamp, c.clone()));
+    Ok(Some(c))
 }
 
 /// Every campaign, newest first.
-fn list_campaigns(dir: &Path) -> Result<Vec<Campaign>, DashboardError> {
+fn list_campaigns(dir: &Path) -> Result<Vec<Arc<Campaign>>, DashboardError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
@@ -331,17 +370,38 @@ fn row_visible(user: &CurrentUser, r: &Row) -> bool {
 struct Seen {
     campaign: Campaign,
     decisions: Vec<Decision>,
+    /// Visible rows with a decision (computed once).
+    decided: usize,
+    /// The whole campaign, every row (the registry patch needs each app's
+    /// tenants); never shown as such.
+    full: Arc<Campaign>,
 }
 
 impl Seen {
-    fn new(user: &CurrentUser, mut campaign: Campaign, decisions: Vec<Decision>) -> Seen {
-        campaign.rows.retain(|r| row_visible(user, r));
+    fn new(user: &CurrentUser, full: Arc<Campaign>, decisions: Vec<Decision>) -> Seen {
+        let mut campaign = Campaign {
+            id: full.id.clone(),
+            name: full.name.clone(),
+            from: full.from.clone(),
+            to: full.to.clone(),
+            created_by: full.created_by.clone(),
+            created_at: full.created_at.clone(),
+            tenants: full.tenants.clone(),
+            stale_after_days: full.stale_after_days,
+            registry_problem: full.registry_problem.clone(),
+            rows: full
+                .rows
+                .iter()
+                .filter(|r| row_visible(user, r))
+                .cloned()
+                .collect(),
+        };
         let keys: BTreeSet<(&str, &str)> = campaign
             .rows
             .iter()
             .map(|r| (r.client_id.as_str(), r.tenant.as_str()))
             .collect();
-        let decisions = decisions
+        let decisions: Vec<Decision> = decisions
             .into_iter()
             .filter(|d| keys.contains(&(d.client_id.as_str(), d.tenant.as_str())))
             .collect();
@@ -353,9 +413,20 @@ impl Seen {
             };
             campaign.tenants = Some(covered);
         }
+        let decided_keys: BTreeSet<(&str, &str)> = decisions
+            .iter()
+            .map(|d| (d.client_id.as_str(), d.tenant.as_str()))
+            .collect();
+        let decided = campaign
+            .rows
+            .iter()
+            .filter(|r| decided_keys.contains(&(r.client_id.as_str(), r.tenant.as_str())))
+            .count();
         Seen {
             campaign,
             decisions,
+            decided,
+            full,
         }
     }
 
@@ -391,14 +462,7 @@ impl Seen {
 
     /// (decided, total) over the visible rows.
     fn progress(&self) -> (usize, usize) {
-        let history = self.history();
-        let decided = self
-            .campaign
-            .rows
-            .iter()
-            .filter(|r| history.contains_key(&(r.client_id.as_str(), r.tenant.as_str())))
-            .count();
-        (decided, self.campaign.rows.len())
+        (self.decided, self.campaign.rows.len())
     }
 
     fn complete(&self) -> bool {
@@ -1361,12 +1425,7 @@ async fn export_patch(
         .map_err(|e| AppError::Internal(DashboardError::io(&path, e)))?;
     // The campaign's tenants per app, over every row (not only the caller's):
     // an app's status changes only when all of them are revoked.
-    let all_rows = {
-        let dir = store_dir(&state);
-        let id = seen.campaign.id.clone();
-        with_store(move || read_campaign(&dir, &id)).await?
-    }
-    .ok_or(AppError::NotFound)?;
+    let all_rows = seen.full.clone();
     let mut app_tenants: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in &all_rows.rows {
         app_tenants
@@ -1835,7 +1894,7 @@ async fn api_create(State(state): State<AppState>, user: CurrentUser, body: Byte
     };
     match create_campaign(&state, &user, &body.name, &body.from, &body.to).await {
         Ok(c) => {
-            let seen = Seen::new(&user, c, Vec::new());
+            let seen = Seen::new(&user, Arc::new(c), Vec::new());
             (StatusCode::CREATED, Json(seen.summary())).into_response()
         }
         Err(r) => api_refused(r),
@@ -1994,6 +2053,69 @@ mod tests {
             registry_problem: None,
             rows,
         }
+    }
+
+    #[test]
+    fn a_campaign_is_parsed_again_only_when_its_file_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = campaign(vec![row("cardio-insight", "north", &["launch"])]);
+        write_campaign(dir.path(), &c).unwrap();
+        let first = read_campaign(dir.path(), &c.id).unwrap().unwrap();
+        let again = read_campaign(dir.path(), &c.id).unwrap().unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "an unchanged file was parsed again"
+        );
+        assert_eq!(list_campaigns(dir.path()).unwrap().len(), 1);
+
+        // Rewritten (by this process or another): read again.
+        let mut changed = c.clone();
+        changed.rows.push(row("sleep-view", "south", &[]));
+        write_campaign(dir.path(), &changed).unwrap();
+        let after = read_campaign(dir.path(), &c.id).unwrap().unwrap();
+        assert_eq!(after.rows.len(), 2);
+
+        std::fs::remove_file(campaign_path(dir.path(), &c.id)).unwrap();
+        assert!(read_campaign(dir.path(), &c.id).unwrap().is_none());
+        assert!(list_campaigns(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn seen_counts_the_decided_rows_of_the_user_and_keeps_the_whole_campaign() {
+        let rows = vec![
+            row("cardio-insight", "north", &["launch"]),
+            row("cardio-insight", "south", &["launch"]),
+            row("sleep-view", "north", &["launch"]),
+        ];
+        let ds = vec![
+            decision(&rows[0], Verdict::Keep, &[]),
+            decision(&rows[1], Verdict::Revoke, &[]),
+            decision(&rows[0], Verdict::Revoke, &[]),
+        ];
+        let north = crate::users::User {
+            username: "nina".into(),
+            password_hash: String::new(),
+            roles: vec![crate::users::Role::Compliance],
+            tenants: vec!["north".into()],
+            owned_apps: vec![],
+            disabled: false,
+            must_change_password: false,
+            api_tokens: vec![],
+            created: String::new(),
+        };
+        let user = CurrentUser::from_user(
+            &north,
+            crate::auth::AuthMethod::Session,
+            None,
+            String::new(),
+        );
+        let seen = Seen::new(&user, Arc::new(campaign(rows)), ds);
+        assert_eq!(seen.progress(), (1, 2));
+        assert!(!seen.complete());
+        assert_eq!(seen.summary().percent, 50);
+        assert_eq!(seen.decisions.len(), 2);
+        assert_eq!(seen.rows()[0].history.len(), 2);
+        assert_eq!(seen.full.rows.len(), 3);
     }
 
     #[test]
