@@ -429,20 +429,19 @@ impl Method {
 
 /// A request target split into decoded path segments and query.
 #[derive(Debug)]
-struct Target {
-    segments: Vec<String>,
+struct Target<'a> {
+    /// Borrowed from the target unless percent-decoding changed them.
+    segments: Vec<Cow<'a, str>>,
     query: Vec<(String, String)>,
 }
 
-impl Target {
-    fn parse(target: &str) -> Target {
+impl<'a> Target<'a> {
+    fn parse(target: &'a str) -> Target<'a> {
         let target = target.split('#').next().unwrap_or_default();
         let target = strip_origin(target);
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         Target {
-            segments: raw_segments(path)
-                .map(|(_, s)| decode_segment(s).into_owned())
-                .collect(),
+            segments: raw_segments(path).map(|(_, s)| decode_segment(s)).collect(),
             query: parse_query(query),
         }
     }
@@ -484,12 +483,19 @@ fn raw_segments(path: &str) -> impl Iterator<Item = (usize, &str)> {
 
 /// Path segments are percent-decoded (`%24everything`); `+` stays literal.
 fn decode_segment(seg: &str) -> Cow<'_, str> {
+    if !seg.contains('%') {
+        return Cow::Borrowed(seg);
+    }
     percent_decode_str(seg).decode_utf8_lossy()
 }
 
 /// Form-decodes a query string, keeping parameter order and repeats.
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
     let decode = |s: &str| {
+        if !s.contains(['+', '%']) {
+            // Nothing to decode (the common case): one copy, no scan.
+            return s.to_owned();
+        }
         // `+` first, so an encoded `%2B` survives as a plus sign.
         let spaced = s.replace('+', " ");
         percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
@@ -684,11 +690,11 @@ fn not_allowed(method_name: &str, shape: &'static str, allowed: &[Method]) -> Re
 fn below_base(
     m: Method,
     method_name: &str,
-    segments: &[String],
+    segments: &[Cow<'_, str>],
     query: Vec<(String, String)>,
 ) -> Result<RequestNeed, RequestError> {
     use Method::*;
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let segs: Vec<&str> = segments.iter().map(|s| &**s).collect();
     let has_query = !query.is_empty();
     let shape = match segs.as_slice() {
         [] => match m {
@@ -892,13 +898,13 @@ fn check_id(seg: &str) -> Result<&str, RequestError> {
 }
 
 /// Fails on the first segment that looks like a mistyped resource type.
-fn reject_typos(segments: &[String]) -> Result<(), RequestError> {
+fn reject_typos(segments: &[Cow<'_, str>]) -> Result<(), RequestError> {
     match segments
         .iter()
         .find_map(|s| suggest_type(s).map(|t| (s, t)))
     {
         Some((segment, t)) => Err(RequestError::UnknownResourceType {
-            segment: segment.clone(),
+            segment: segment.to_string(),
             suggestion: Some(t),
         }),
         None => Ok(()),
