@@ -227,14 +227,46 @@ impl Pseudonymiser {
     }
 
     /// [`Pseudonymiser::pseudonym`], appended to `out`.
+    ///
+    /// One line usually names the same id several times (the `patient`
+    /// field, the path, the compartment), so the last result is kept per
+    /// thread (in memory only) and reused for the same pseudonymiser, kind
+    /// and id.
     pub fn pseudonym_into(&self, kind: IdKind, raw: &str, out: &mut String) {
+        let memo = raw.len() <= LAST_PSEUDONYM_MAX_ID;
+        let hit = memo
+            && LAST_PSEUDONYM.with(|last| {
+                let last = last.borrow();
+                if last.instance == self.instance && last.kind == Some(kind) && last.raw == raw {
+                    out.push_str(kind.prefix());
+                    push_hex(out, &last.tag);
+                    true
+                } else {
+                    false
+                }
+            });
+        if hit {
+            return;
+        }
         let mut mac = self.mac.clone();
         mac.update(kind.tag());
         mac.update(&[0]);
         mac.update(raw.as_bytes());
-        let tag = mac.finalize().into_bytes();
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&full[..8]);
         out.push_str(kind.prefix());
-        push_hex(out, &tag[..8]);
+        push_hex(out, &tag);
+        if memo {
+            LAST_PSEUDONYM.with(|last| {
+                let mut last = last.borrow_mut();
+                last.instance = self.instance;
+                last.kind = Some(kind);
+                last.raw.clear();
+                last.raw.push_str(raw);
+                last.tag = tag;
+            });
+        }
     }
 
     /// A bearer token reduced to an id: `jti:<jti>` when it is a JWT with a
@@ -1108,6 +1140,29 @@ fn jwt_jti(token: &str) -> Option<String> {
     claims.jti.and_then(|v| v.into_text())
 }
 
+/// Ids longer than this are not remembered by [`Pseudonymiser::pseudonym_into`].
+const LAST_PSEUDONYM_MAX_ID: usize = 256;
+
+/// The last pseudonym computed on this thread.
+struct LastPseudonym {
+    instance: u64,
+    /// `None` until the first pseudonym.
+    kind: Option<IdKind>,
+    raw: String,
+    tag: [u8; 8],
+}
+
+thread_local! {
+    static LAST_PSEUDONYM: RefCell<LastPseudonym> = const {
+        RefCell::new(LastPseudonym {
+            instance: 0,
+            kind: None,
+            raw: String::new(),
+            tag: [0; 8],
+        })
+    };
+}
+
 /// Tokens remembered per thread and pseudonymiser.
 const TOKEN_CACHE_ENTRIES: usize = 4096;
 
@@ -1405,6 +1460,41 @@ mod tests {
         assert!(s[2..].bytes().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(s, p().pseudonym(IdKind::Patient, "123"));
         assert_ne!(s[2..], p().pseudonym(IdKind::User, "123")[2..]);
+    }
+
+    #[test]
+    fn remembered_pseudonyms_match_fresh_ones() {
+        // The per-thread memo must never answer for another key, kind or id.
+        let fresh = |key: u8, kind: IdKind, raw: &str| {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[key; 32]).unwrap();
+            mac.update(kind.tag());
+            mac.update(&[0]);
+            mac.update(raw.as_bytes());
+            let mut s = kind.prefix().to_string();
+            push_hex(&mut s, &mac.finalize().into_bytes()[..8]);
+            s
+        };
+        let a = Pseudonymiser::from_key([7; 32]);
+        let b = Pseudonymiser::from_key([8; 32]);
+        let long = "x".repeat(LAST_PSEUDONYM_MAX_ID + 1);
+        for _ in 0..2 {
+            for (kind, raw) in [
+                (IdKind::Patient, "123"),
+                (IdKind::Patient, "123"),
+                (IdKind::User, "123"),
+                (IdKind::Patient, "1234"),
+                (IdKind::Patient, "12"),
+                (IdKind::Resource, long.as_str()),
+                (IdKind::Resource, long.as_str()),
+            ] {
+                assert_eq!(a.pseudonym(kind, raw), fresh(7, kind, raw));
+                assert_eq!(a.pseudonym(kind, raw), fresh(7, kind, raw));
+                assert_eq!(b.pseudonym(kind, raw), fresh(8, kind, raw));
+                let mut out = String::from("x/");
+                a.pseudonym_into(kind, raw, &mut out);
+                assert_eq!(out, format!("x/{}", fresh(7, kind, raw)));
+            }
+        }
     }
 
     #[test]
