@@ -195,6 +195,17 @@ impl DayBatches {
         self.rows
     }
 
+    /// The finished batches, ready for [`LakeWriter::push_finished`]: what a
+    /// parser thread hands over, so the writer's thread does not finish
+    /// builders while the pool waits.
+    pub fn into_finished(mut self) -> FinishedBatches {
+        let rows = self.rows;
+        FinishedBatches {
+            rows,
+            batches: if rows == 0 { Vec::new() } else { self.finish() },
+        }
+    }
+
     /// The batches, one per stream and day, as `(stream, day, batch)`.
     fn finish(&mut self) -> Vec<(&'static str, i64, RecordBatch)> {
         self.rows = 0;
@@ -206,6 +217,13 @@ impl DayBatches {
             .map(|(day, mut b)| (AccessEvent::STREAM, day, b.finish()));
         auth.chain(access).collect()
     }
+}
+
+/// [`DayBatches`] finished: one record batch per stream and day.
+#[derive(Debug, Default)]
+pub struct FinishedBatches {
+    rows: usize,
+    batches: Vec<(&'static str, i64, RecordBatch)>,
 }
 
 impl std::fmt::Debug for LakeWriter {
@@ -406,14 +424,19 @@ impl LakeWriter {
     }
 
     /// Takes in events a parser thread already sorted into batches.
-    pub fn push_batches(&mut self, mut events: DayBatches) {
-        let rows = events.rows();
+    pub fn push_batches(&mut self, events: DayBatches) {
+        self.push_finished(events.into_finished());
+    }
+
+    /// Takes in batches a parser thread already finished.
+    pub fn push_finished(&mut self, events: FinishedBatches) {
+        let rows = events.rows;
         if rows == 0 {
             return;
         }
         self.rows += rows;
         self.oldest.get_or_insert_with(Instant::now);
-        for (stream, day, batch) in events.finish() {
+        for (stream, day, batch) in events.batches {
             self.batches.entry((stream, day)).or_default().push(batch);
         }
     }

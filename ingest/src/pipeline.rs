@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::adapter::{Adapter, LineContext, Parsed};
 use crate::deadletter::DeadLetters;
 use crate::formats;
-use crate::lake::{DayBatches, LakeConfig, LakeError, LakeWriter};
+use crate::lake::{DayBatches, FinishedBatches, LakeConfig, LakeError, LakeWriter};
 use crate::privacy::{PrivacyError, Pseudonymiser};
 use crate::push::{PushAck, PushBatch, PushIntake, PushParser, PushRefused};
 use crate::tail::{Checkpoints, LineRef, StartAt, TailConfig, TailError, Tailer};
@@ -234,7 +234,7 @@ fn parse_lines(
     source: &SourceRuntime,
     privacy: &Pseudonymiser,
     fhir_base: &FhirBase,
-) -> (DayBatches, Vec<Outcome>) {
+) -> (FinishedBatches, Vec<Outcome>) {
     use std::fmt::Write;
     let name = source.config.name.as_str();
     let mut events = DayBatches::with_capacity(lines.len());
@@ -279,7 +279,8 @@ fn parse_lines(
             Err(reason) => outcomes.push(Outcome::Dead(reason.to_string())),
         }
     }
-    (events, outcomes)
+    // Finished here, on the parser thread, not by the writer in line order.
+    (events.into_finished(), outcomes)
 }
 
 /// Bytes a tailer's files hold beyond what it has read.
@@ -522,7 +523,7 @@ impl Ingest {
             let chunk = lines.len().div_ceil(chunks);
             let parse =
                 |part: &[LineRef<'_>]| parse_lines(part, source, &self.privacy, &self.fhir_base);
-            let parsed: Vec<(DayBatches, Vec<Outcome>)> = if chunks == 1 {
+            let parsed: Vec<(FinishedBatches, Vec<Outcome>)> = if chunks == 1 {
                 vec![parse(&lines)]
             } else {
                 lines.par_chunks(chunk).map(parse).collect()
@@ -531,7 +532,7 @@ impl Ingest {
             let per = self.stats.per_source.entry(name.to_string()).or_default();
             let mut line_iter = lines.iter();
             for (events, outcomes) in parsed {
-                self.writer.push_batches(events);
+                self.writer.push_finished(events);
                 for outcome in outcomes {
                     let line = line_iter.next().expect("one outcome per line");
                     read += 1;
