@@ -416,14 +416,32 @@ impl Method {
     }
 
     fn parse(method: &str) -> Result<Method, RequestError> {
-        match method.trim().to_ascii_uppercase().as_str() {
-            "GET" | "HEAD" => Ok(Method::Get),
-            "POST" => Ok(Method::Post),
-            "PUT" => Ok(Method::Put),
-            "PATCH" => Ok(Method::Patch),
-            "DELETE" => Ok(Method::Delete),
-            _ => Err(RequestError::UnsupportedMethod(method.to_owned())),
-        }
+        let name = method.trim();
+        // Case-insensitive, without allocating an upper-case copy.
+        const NAMES: [(&str, Method); 6] = [
+            ("GET", Method::Get),
+            ("HEAD", Method::Get),
+            ("POST", Method::Post),
+            ("PUT", Method::Put),
+            ("PATCH", Method::Patch),
+            ("DELETE", Method::Delete),
+        ];
+        NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(_, m)| m)
+            .ok_or_else(|| RequestError::UnsupportedMethod(method.to_owned()))
+    }
+}
+
+/// The method trimmed and upper-cased (for messages), borrowed when it
+/// already is.
+fn upper_method(method: &str) -> Cow<'_, str> {
+    let name = method.trim();
+    if name.bytes().any(|c| c.is_ascii_lowercase()) {
+        Cow::Owned(name.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(name)
     }
 }
 
@@ -530,7 +548,7 @@ pub fn classify(
     path_and_query: &str,
     base: &FhirBase,
 ) -> Result<RequestNeed, RequestError> {
-    let method_name = method.trim().to_ascii_uppercase();
+    let method_name = upper_method(method);
     let m = Method::parse(method)?;
     let target = Target::parse(path_and_query);
     if target.segments.iter().any(|s| s == ".well-known") {
@@ -601,7 +619,7 @@ pub fn bundle_entries(
 
 /// Classifies a URL that is already relative to the base.
 fn classify_relative(method: &str, url: &str) -> Result<RequestNeed, RequestError> {
-    let method_name = method.trim().to_ascii_uppercase();
+    let method_name = upper_method(method);
     let m = Method::parse(method)?;
     let target = Target::parse(url);
     if target.segments.iter().any(|s| s == ".well-known") {
