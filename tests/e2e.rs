@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod common;
-use common::alerting::{start_smtp, write_rules_mailing_secops, SmtpSink};
+use common::alerting::{outbox_pending, start_smtp, write_rules_mailing_secops, SmtpSink};
 use common::http::{get_with_token, parse_response};
 use common::lines::refresh_line;
 use common::{
@@ -128,17 +128,6 @@ fn mailed_alert_ids(mail: &SmtpSink) -> Vec<String> {
                 .collect()
         })
         .collect()
-}
-
-/// Messages still waiting in the delivery outbox (`<data>/alerts/outbox/msg`).
-fn outbox_pending(data: &Path) -> usize {
-    std::fs::read_dir(data.join("alerts/outbox/msg"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// An app the generated registry lists as active in `tenant`.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::alerting::{start_smtp, write_rules_mailing_secops};
+use common::alerting::{outbox_pending, start_smtp, write_rules_mailing_secops};
 use common::lines::refresh_line;
 use common::{
     append, bin, ingest, json_lines, repo, run_ok, samples_config, sigterm, wait_until, ChildLog,
@@ -236,8 +236,15 @@ fn a_live_refresh_token_replay_is_mailed_within_seconds_and_once() {
         "the raw user id is in the email"
     );
 
-    // Killed without warning, then restarted: nothing is sent twice and
-    // the alert is still one.
+    // Killed without warning once the outbox has noted the email as sent
+    // (before that, a kill resends it with the same Message-ID: delivery
+    // is at least once), then restarted: nothing is sent twice and the
+    // alert is still one.
+    wait_until(
+        Duration::from_secs(15),
+        stderr_log.explain("the outbox to note the email as sent"),
+        || outbox_pending(&data) == 0,
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let mut child = start(&config);

@@ -119,6 +119,9 @@ impl Lake {
 
     /// Re-creates the views, picking up partitions that appeared since.
     pub fn refresh_views(&self) -> Result<(), AnalyticsError> {
+        // Creating a view reads every file's schema (union_by_name): under
+        // the read lock, so compaction does not swap files meanwhile.
+        let _guard = self.read_guard()?;
         for (stream, schema) in STREAMS {
             let dir = self.root.join(stream);
             let sql = if has_parquet(&dir)? {

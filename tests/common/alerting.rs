@@ -37,3 +37,18 @@ pub fn write_rules_mailing_secops(path: &Path, dashboard_url: &str, smtp_port: u
     )
     .unwrap();
 }
+
+/// Messages still waiting in the outbox of the data directory `data` (not
+/// yet accepted by their server). The outbox sends at least once: a kill
+/// between the server's acceptance and the outbox's note of it sends the
+/// message again after the restart (same Message-ID), so a test that
+/// counts emails across a kill waits for this to reach 0 first.
+pub fn outbox_pending(data: &Path) -> usize {
+    std::fs::read_dir(data.join("alerts/outbox/msg"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -19,8 +19,12 @@ pub fn open_lake(data: &Path) -> Lake {
 /// (rows, distinct event ids, distinct `bytes`) of the access stream: the
 /// tests' lines carry a sequence number in `bytes`.
 pub fn access_counts(data: &Path) -> (u64, u64, u64) {
-    open_lake(data)
-        .connection()
+    let lake = open_lake(data);
+    // Hold the lake's read lock like every scopewatch reader: tests call
+    // this while ingest runs, and compaction must not swap files under the
+    // query.
+    let _guard = lake.read_guard().unwrap();
+    lake.connection()
         .query_row(
             "SELECT count(*), count(DISTINCT event_id), count(DISTINCT bytes) FROM access",
             [],
