@@ -1,8 +1,10 @@
 //! The dashboard's audit trail: `<data>/dashboard/audit.jsonl`, one JSON
-//! object per line, appended and fsynced per entry, never rewritten.
+//! object per line, appended through [`crate::jsonl::append`] (locked,
+//! fsynced, a torn last line cut off first so the next entry starts its own
+//! line), never rewritten.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -81,15 +83,16 @@ impl AuditEntry {
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    /// One writer at a time, so lines never interleave.
-    file: Mutex<File>,
+    /// One writer at a time in this process (the file lock keeps out others).
+    writer: Mutex<()>,
 }
 
 impl AuditLog {
     pub fn open(dir: &Path) -> Result<Self> {
         crate::users::ensure_private_dir(dir)?;
         let path = dir.join("audit.jsonl");
-        let file = OpenOptions::new()
+        // Created now, so that reading an empty trail works.
+        OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
@@ -97,7 +100,7 @@ impl AuditLog {
             .map_err(|e| DashboardError::io(&path, e))?;
         Ok(Self {
             path,
-            file: Mutex::new(file),
+            writer: Mutex::new(()),
         })
     }
 
@@ -107,16 +110,8 @@ impl AuditLog {
 
     /// Appends one entry and fsyncs it. Blocking.
     pub fn record(&self, entry: &AuditEntry) -> Result<()> {
-        let mut line = serde_json::to_vec(entry).map_err(|e| DashboardError::UsersFile {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        // One write call per line: with O_APPEND it lands whole at the end.
-        file.write_all(&line)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| DashboardError::io(&self.path, e))
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        crate::jsonl::append(&self.path, entry)
     }
 
     /// Every entry, oldest first; lines that do not parse are skipped and
@@ -218,6 +213,27 @@ mod tests {
         .unwrap();
         let (entries, bad) = log.read_all().unwrap();
         assert_eq!((entries.len(), bad), (2, 0));
+        assert_eq!(entries[1].outcome, Outcome::Success);
+    }
+
+    #[test]
+    fn an_entry_after_a_torn_write_is_kept_whole() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let entry = |outcome| AuditEntry::new("u", "login", "", outcome, "1.2.3.4");
+        log.record(&entry(Outcome::Failure)).unwrap();
+        // A crash mid-append left half a line.
+        let mut f = OpenOptions::new().append(true).open(log.path()).unwrap();
+        f.write_all(br#"{"ts":"2026-12-06T00:00:00Z","user":"#)
+            .unwrap();
+        log.record(&entry(Outcome::Success)).unwrap();
+        let (entries, bad) = log.read_all().unwrap();
+        assert_eq!(
+            (entries.len(), bad),
+            (2, 0),
+            "the torn half-line is gone, the new entry whole"
+        );
         assert_eq!(entries[1].outcome, Outcome::Success);
     }
 }
