@@ -642,16 +642,22 @@ fn write_csv_row(
     out: &mut impl Write,
     fields: impl Iterator<Item = String>,
 ) -> Result<(), ReportError> {
+    out.write_all(csv_line(fields).as_bytes())?;
+    Ok(())
+}
+
+/// One CSV record: the fields through [`csv_field`], comma-separated,
+/// ending in CRLF (RFC 4180). Every CSV scopewatch writes is made of these.
+pub fn csv_line<S: AsRef<str>>(fields: impl IntoIterator<Item = S>) -> String {
     let mut line = String::new();
-    for (i, f) in fields.enumerate() {
+    for (i, f) in fields.into_iter().enumerate() {
         if i > 0 {
             line.push(',');
         }
-        line.push_str(&csv_field(&f));
+        line.push_str(&csv_field(f.as_ref()));
     }
     line.push_str("\r\n");
-    out.write_all(line.as_bytes())?;
-    Ok(())
+    line
 }
 
 /// One CSV field: quoted when it holds a comma, quote, CR or LF (quotes

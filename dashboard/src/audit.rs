@@ -9,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use scopewatch_analytics::report::csv_line;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -138,41 +139,16 @@ impl AuditLog {
 /// spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) gets a
 /// leading `'`: audit data comes partly from what users typed.
 pub fn to_csv(entries: &[AuditEntry]) -> String {
-    fn cell(out: &mut String, value: &str) {
-        let guarded;
-        let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            guarded = format!("'{value}");
-            guarded.as_str()
-        } else {
-            value
-        };
-        if value.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&value.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(value);
-        }
-    }
-    let mut out = String::from("time,user,action,target,outcome,ip\r\n");
+    let mut out = csv_line(["time", "user", "action", "target", "outcome", "ip"]);
     for e in entries {
-        for (i, v) in [
+        out.push_str(&csv_line([
             e.time.as_str(),
             &e.user,
             &e.action,
             &e.target,
             e.outcome.as_str(),
             &e.ip,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if i > 0 {
-                out.push(',');
-            }
-            cell(&mut out, v);
-        }
-        out.push_str("\r\n");
+        ]));
     }
     out
 }

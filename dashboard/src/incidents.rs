@@ -43,7 +43,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use maud::{html, Markup};
 use scopewatch_analytics::evidence::EvidenceEvent;
-use scopewatch_analytics::report::csv_field;
+use scopewatch_analytics::report::csv_line;
 use scopewatch_rules::alert::{Alert, Severity};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -851,13 +851,9 @@ async fn bundle(
     .map_err(|e| DashboardError::Task(format!("serialising the incident: {e}")))?;
     let events_json = serde_json::to_vec_pretty(&events)
         .map_err(|e| DashboardError::Task(format!("serialising the events: {e}")))?;
-    let mut csv = String::new();
-    csv.push_str(&EvidenceEvent::CSV_COLUMNS.join(","));
-    csv.push_str("\r\n");
+    let mut csv = csv_line(EvidenceEvent::CSV_COLUMNS);
     for e in &events {
-        let row: Vec<String> = e.csv_values().iter().map(|v| csv_field(v)).collect();
-        csv.push_str(&row.join(","));
-        csv.push_str("\r\n");
+        csv.push_str(&csv_line(e.csv_values()));
     }
     let files: [(&str, Vec<u8>); 3] = [
         ("incident.json", incident_json),

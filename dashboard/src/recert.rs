@@ -66,7 +66,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 use scopewatch_analytics::matrix::{AppTenant, MatrixQuery, ScopeClass, ScopeRow};
-use scopewatch_analytics::report::csv_field;
+use scopewatch_analytics::report::csv_line;
 use scopewatch_model::registry::{scope_approved, Registry};
 use scopewatch_model::scope::{ResourceScope, Scope};
 
@@ -1287,7 +1287,6 @@ async fn for_export(
 fn decisions_csv(seen: &Seen) -> String {
     let c = &seen.campaign;
     let period = format!("{}..{}", c.from, c.to);
-    let mut out = String::new();
     let header = [
         "campaign_id",
         "campaign",
@@ -1314,8 +1313,7 @@ fn decisions_csv(seen: &Seen) -> String {
         "last_call",
         "creep_score",
     ];
-    out.push_str(&header.join(","));
-    out.push_str("\r\n");
+    let mut out = csv_line(header);
     for r in seen.rows() {
         let row = r.row;
         let d = r.decision;
@@ -1346,9 +1344,7 @@ fn decisions_csv(seen: &Seen) -> String {
             row.last_call.clone().unwrap_or_default(),
             row.creep_score.to_string(),
         ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
+        out.push_str(&csv_line(fields));
     }
     out
 }
