@@ -18,7 +18,9 @@ const HL7_CLIENT_OID: &str = "2.16.840.1.113883.4.2";
 fn fixture(name: &str) -> String {
     let path = format!(
         "{}/tests/fixtures/third-party/{name}",
-        env!("CARGO_MANIFEST_DIR")
+        // Read at run time: a test binary may be reused from another
+        // checkout sharing the target directory.
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

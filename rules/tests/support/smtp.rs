@@ -27,7 +27,9 @@ pub fn free_port() -> u16 {
 
 /// `rules/tests/smtp_sink.py`, from either crate's tests.
 fn script() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let here = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    );
     [
         here.join("tests/smtp_sink.py"),
         here.join("rules/tests/smtp_sink.py"),
